@@ -1,0 +1,176 @@
+//! Governance and the Direct distributor: which assigned tasks may start now (agent has a
+//! command, dependencies done, approval given, backoff over, not frozen or inconsistent), in
+//! which order (priority, then age), within `max_concurrent` overall and per agent. A task
+//! whose dependency failed is blocked with the reason.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use serde_json::{Map, json};
+
+use super::Engine;
+use super::state::Entry;
+use crate::clock;
+use crate::event::Event;
+use crate::task::Status;
+
+/// Why an assigned task is not started, or `None` if it may start.
+fn gate(engine: &Engine, e: &Entry, now: SystemTime) -> Option<Gate> {
+    if e.status != Status::Assigned || e.problem.is_some() || e.in_fridge() || e.in_archive() {
+        return Some(Gate::NotQueued);
+    }
+    if e.running.is_some() || engine.live_children.contains_key(&e.id) {
+        return Some(Gate::NotQueued);
+    }
+    if engine
+        .config
+        .agent(&e.agent)
+        .and_then(|a| a.command.as_ref())
+        .is_none()
+    {
+        return Some(Gate::NotQueued);
+    }
+    for dep in &e.depends_on {
+        match engine.state.tasks.get(dep).map(|d| d.status) {
+            Some(Status::Done) => {}
+            Some(Status::Error) => return Some(Gate::DependencyFailed(dep.clone())),
+            _ => return Some(Gate::Waiting),
+        }
+    }
+    if e.approval_required && !e.approved {
+        return Some(Gate::Waiting);
+    }
+    if e.retry_at.is_some_and(|t| t > now) {
+        return Some(Gate::Waiting);
+    }
+    None
+}
+
+enum Gate {
+    NotQueued,
+    Waiting,
+    DependencyFailed(String),
+}
+
+impl Engine {
+    /// Start as many queued tasks as the limits allow: each start is a `task_started` event
+    /// (file to `in_progress`) and a launch the daemon spawns after the commit.
+    pub fn dispatch(&mut self) {
+        if self.draining {
+            return;
+        }
+        let now = SystemTime::now();
+        let mut per_agent: HashMap<String, usize> = HashMap::new();
+        for id in self.live_children.keys() {
+            if let Some(e) = self.state.tasks.get(id) {
+                *per_agent.entry(e.agent.clone()).or_default() += 1;
+            }
+        }
+        let mut total = self.live_children.len() + self.launches.len();
+        let mut ready = Vec::new();
+        let mut to_block = Vec::new();
+        for e in self.state.tasks.values() {
+            match gate(self, e, now) {
+                None => ready.push((e.priority, e.order, e.id.clone())),
+                Some(Gate::DependencyFailed(dep)) => to_block.push((e.id.clone(), dep)),
+                Some(_) => {}
+            }
+        }
+        for (id, dep) in to_block {
+            self.block(&id, &dep);
+        }
+        ready.sort();
+        for (_, _, id) in ready {
+            if total >= self.config.max_concurrent {
+                break;
+            }
+            let entry = &self.state.tasks[&id];
+            let limit = self
+                .config
+                .agent(&entry.agent)
+                .and_then(|a| a.max_concurrent)
+                .unwrap_or(usize::MAX);
+            let used = per_agent.entry(entry.agent.clone()).or_default();
+            if *used >= limit {
+                continue;
+            }
+            *used += 1;
+            total += 1;
+            self.start(&id);
+        }
+    }
+
+    /// The earliest pending retry of a task that would run then, for the daemon's timer.
+    pub fn next_retry(&self) -> Option<SystemTime> {
+        self.state
+            .tasks
+            .values()
+            .filter(|e| e.status == Status::Assigned && e.running.is_none() && e.problem.is_none())
+            .filter(|e| self.config.agent(&e.agent).is_some_and(|a| a.command.is_some()))
+            .filter_map(|e| e.retry_at)
+            .min()
+    }
+
+    fn start(&mut self, id: &str) {
+        let entry = self.state.tasks[id].clone();
+        let attempt = entry.attempt + 1;
+        let mut edits = Map::new();
+        edits.insert("status".into(), json!("in_progress"));
+        edits.insert(
+            "started_at".into(),
+            json!(clock::rfc3339_seconds(SystemTime::now())),
+        );
+        let mut ev = Event::task("task_started", id);
+        ev.agent = Some(entry.agent.clone());
+        ev.attempt = Some(attempt);
+        self.transition(&mut ev, &entry, Status::InProgress, edits);
+        self.emit(ev);
+        self.launches.push(super::run::Launch {
+            task_id: id.to_string(),
+            attempt,
+        });
+    }
+
+    /// Block a waiting task because a task it depends on failed.
+    fn block(&mut self, id: &str, dep: &str) {
+        let entry = self.state.tasks[id].clone();
+        if entry.status != Status::Assigned {
+            return;
+        }
+        let reason = format!("dependency `{dep}` ended in error");
+        let mut edits = Map::new();
+        edits.insert("blocked_reason".into(), json!(reason));
+        let mut ev = Event::task("task_blocked", id);
+        ev.agent = Some(entry.agent.clone());
+        ev.error = Some(reason);
+        self.transition(&mut ev, &entry, Status::Blocked, edits);
+        self.emit(ev.with_data("dependency", json!(dep)));
+    }
+
+    /// After `id` failed: block every assigned task that waits for it.
+    pub(super) fn block_dependents(&mut self, id: &str) {
+        for dependent in self.state.dependents(id) {
+            self.block(&dependent, id);
+        }
+    }
+
+    /// After `id` was retried: tasks the daemon blocked for it wait normally again.
+    pub(super) fn unblock_dependents(&mut self, id: &str) {
+        for dependent in self.state.dependents(id) {
+            let entry = self.state.tasks[&dependent].clone();
+            if entry.status != Status::Blocked || !entry.blocked_by_dependency {
+                continue;
+            }
+            let mut edits = Map::new();
+            edits.insert("blocked_reason".into(), serde_json::Value::Null);
+            edits.insert(
+                "assigned_at".into(),
+                json!(clock::rfc3339_seconds(SystemTime::now())),
+            );
+            let mut ev = Event::task("task_unblocked", &dependent);
+            ev.agent = Some(entry.agent.clone());
+            self.transition(&mut ev, &entry, Status::Assigned, edits);
+            self.emit(ev.with_data("dependency", json!(id)));
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! Inbox intake: decide, for each file in `inbox/`, whether it is ready (closed, renamed in,
+//! or quiet for `settle_ms`), then validate it and either order its move to
+//! `assigned/<agent>/<id>.yaml` or its rejection to `rejected/` with a reason sidecar.
+//! Command files (a top-level `command` key) are handed to `commands`. Nothing is read through
+//! a symlink, and nothing that reaches the inbox disappears without an event.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{Map, Value, json};
+
+use super::state::task_meta;
+use super::{Engine, Fatal};
+use crate::clock;
+use crate::event::Event;
+use crate::layout::{self, Layout};
+use crate::lifecycle::fsops::{self, ReadRefusal};
+use crate::task::{self, Status, Task, yaml};
+
+/// What the watcher told us about an inbox file.
+#[derive(Debug, Clone, Copy)]
+pub struct Hint {
+    pub changed_at: Instant,
+    /// Closed after writing, or renamed into the inbox: the writer is done with it.
+    pub complete: bool,
+}
+
+/// A file the intake refuses, and why.
+pub struct Refusal {
+    pub reason: String,
+    pub what_to_do: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+impl Refusal {
+    pub fn new(reason: impl Into<String>, what_to_do: impl Into<String>) -> Refusal {
+        Refusal {
+            reason: reason.into(),
+            what_to_do: what_to_do.into(),
+            line: None,
+            column: None,
+        }
+    }
+}
+
+impl From<task::Invalid> for Refusal {
+    fn from(i: task::Invalid) -> Self {
+        Refusal::new(i.reason, i.what_to_do)
+    }
+}
+
+/// A file read from the inbox, with the identity recovery needs.
+pub struct InboxFile {
+    pub rel: String,
+    pub name: String,
+    pub ino: u64,
+    pub crc: Option<u32>,
+}
+
+/// Most inbox files handled per batch, so one huge drop still commits and dispatches in steps.
+const BATCH: usize = 2000;
+
+/// Parse a document into a mapping or say what is wrong (with line and column).
+pub fn parse_mapping(text: &str) -> Result<Map<String, Value>, Refusal> {
+    match yaml::parse_document(text, &yaml::Budget::default()) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(Refusal::new(
+            format!(
+                "the document is {}, not a mapping of keys to values",
+                task::kind_name(&other)
+            ),
+            "write the task as `key: value` lines (agent, title, …)",
+        )),
+        Err(e) => {
+            let (line, column) = match &e {
+                yaml::YamlError::Syntax { line, column, .. }
+                | yaml::YamlError::TooComplex { line, column, .. } => (Some(*line), Some(*column)),
+                yaml::YamlError::MultipleDocuments { line } => (Some(*line), None),
+                yaml::YamlError::Empty => (None, None),
+            };
+            let what_to_do = match &e {
+                yaml::YamlError::MultipleDocuments { .. } => "put each task in its own file",
+                yaml::YamlError::Empty => "write the task's keys (agent, title, …) into the file",
+                yaml::YamlError::TooComplex { .. } => {
+                    "remove the anchors and aliases (&name / *name); tasks do not need them"
+                }
+                yaml::YamlError::Syntax { .. } => {
+                    "fix the YAML at that line and drop the file into inbox/ again"
+                }
+            };
+            Err(Refusal {
+                reason: format!("not valid YAML: {e}"),
+                what_to_do: what_to_do.into(),
+                line,
+                column,
+            })
+        }
+    }
+}
+
+impl Engine {
+    /// Process every ready file in the inbox. Returns the earliest moment a not-yet-ready file
+    /// should be looked at again.
+    pub fn intake(&mut self) -> Result<Option<Instant>, Fatal> {
+        let inbox = self.layout.inbox();
+        let mut names: Vec<String> = match fs::read_dir(&inbox) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !layout::is_ignored_name(n))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(fsops::ctx("list", &inbox)(e).into()),
+        };
+        names.sort();
+        let mut recheck: Option<Instant> = None;
+        let mut handled = 0;
+        for name in names {
+            if let Some(at) = self.intake_one(&name)? {
+                recheck = Some(recheck.map_or(at, |r: Instant| r.min(at)));
+            } else {
+                handled += 1;
+            }
+            if handled % BATCH == BATCH - 1 {
+                self.commit()?;
+            }
+        }
+        self.commit()?;
+        Ok(recheck)
+    }
+
+    /// Handle one inbox entry. `Some(t)`: not ready yet, look again at `t`.
+    fn intake_one(&mut self, name: &str) -> Result<Option<Instant>, Fatal> {
+        let path = self.layout.inbox().join(name);
+        let rel = self.layout.rel(&path);
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            return Ok(None);
+        };
+        let ft = meta.file_type();
+        let mut file = InboxFile {
+            rel: rel.clone(),
+            name: name.to_string(),
+            ino: meta.ino(),
+            crc: None,
+        };
+        let special = if ft.is_symlink() {
+            Some("it is a symbolic link; links are never followed")
+        } else if ft.is_dir() {
+            Some("it is a directory")
+        } else if !ft.is_file() {
+            Some("it is not a regular file (a FIFO, socket or device)")
+        } else {
+            None
+        };
+        if let Some(why) = special {
+            self.reject(
+                &file,
+                Refusal::new(
+                    format!("not a task file: {why}"),
+                    "drop regular .yaml files into inbox/ (write elsewhere, then rename in)",
+                ),
+            );
+            return Ok(None);
+        }
+        if !layout::is_yaml_name(name) {
+            return Ok(None);
+        }
+        if let Some(at) = self.not_settled(&rel, &meta) {
+            return Ok(Some(at));
+        }
+        let bytes = match fsops::read_task_file(&path, self.config.max_task_bytes) {
+            Ok((bytes, _)) => bytes,
+            Err(ReadRefusal::TooLarge { size, max }) => {
+                self.reject(&file, Refusal::new(
+                    format!("the file is {size} bytes, over max_task_bytes ({max})"),
+                    "shorten the task (put long material in a file and list it under artefacts) or raise max_task_bytes"));
+                return Ok(None);
+            }
+            Err(ReadRefusal::Io(e)) if e.source.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(ReadRefusal::Io(e)) => return Err(e.into()),
+            Err(_) => {
+                // Swapped for a special file between listing and opening: look again.
+                return Ok(Some(Instant::now() + self.config.settle));
+            }
+        };
+        file.crc = Some(crc32c::crc32c(&bytes));
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            self.reject(
+                &file,
+                Refusal::new(
+                    "the file is not UTF-8 text",
+                    "save the file as UTF-8 and drop it into inbox/ again",
+                ),
+            );
+            return Ok(None);
+        };
+        let doc = match parse_mapping(text) {
+            Ok(doc) => doc,
+            Err(refusal) => {
+                // A plain write that is still going on can look broken; give it time.
+                if let Some(at) = self.recently_modified(&meta) {
+                    return Ok(Some(at));
+                }
+                self.reject(&file, refusal);
+                return Ok(None);
+            }
+        };
+        self.inbox_hints.remove(&rel);
+        if doc.contains_key("command") {
+            self.apply_command_file(&file, doc);
+        } else if let Err(refusal) = self.intake_task(&file, doc) {
+            self.reject(&file, refusal);
+        }
+        Ok(None)
+    }
+
+    /// `Some(t)` if the file may still be being written: no close/rename seen and not quiet
+    /// for `settle_ms` yet.
+    fn not_settled(&self, rel: &str, meta: &fs::Metadata) -> Option<Instant> {
+        let settle = self.config.settle;
+        if let Some(hint) = self.inbox_hints.get(rel) {
+            if hint.complete {
+                return None;
+            }
+            let quiet_since = hint.changed_at.elapsed();
+            return (quiet_since < settle).then(|| hint.changed_at + settle);
+        }
+        let age = SystemTime::now()
+            .duration_since(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH))
+            .unwrap_or(Duration::ZERO);
+        (age < settle).then(|| Instant::now() + (settle - age))
+    }
+
+    /// Broken files written within the last second get another look before being rejected.
+    fn recently_modified(&self, meta: &fs::Metadata) -> Option<Instant> {
+        let grace = Duration::from_secs(1).max(self.config.settle * 4);
+        let age = SystemTime::now()
+            .duration_since(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH))
+            .unwrap_or(Duration::ZERO);
+        (age < grace).then(|| Instant::now() + (grace - age))
+    }
+
+    /// Order the move of a valid new task into `assigned/<agent>/`.
+    fn intake_task(&mut self, file: &InboxFile, doc: Map<String, Value>) -> Result<(), Refusal> {
+        let task = Task::from_doc(doc)?;
+        if let Some(status) = task.status.filter(|s| !matches!(s, Status::New | Status::Inbox)) {
+            return Err(Refusal::new(
+                format!(
+                    "status `{status}` cannot enter through the inbox; only new or inbox (or no status) can"
+                ),
+                "remove the status line (or set `status: new`), or put the file in its lifecycle folder",
+            ));
+        }
+        if task.title.as_deref().is_none_or(|t| t.trim().is_empty()) {
+            return Err(Refusal::new(
+                "the task has no `title`",
+                "add `title: <one line saying what to do>`",
+            ));
+        }
+        self.check_agent(&task.agent)?;
+        let now = SystemTime::now();
+        let id = match &task.id {
+            Some(id) => {
+                if let Some(existing) = self.state.tasks.get(id) {
+                    return Err(Refusal::new(
+                        format!(
+                            "duplicate id `{id}`: a task with this id already exists at {}",
+                            existing.path
+                        ),
+                        "give the task a new id, or remove the id line to have one generated",
+                    ));
+                }
+                id.clone()
+            }
+            None => self.generate_id(&task, now),
+        };
+        let dest = Layout::task_path(Status::Assigned, &task.agent, &id);
+        if self.layout.abs(&dest).exists() {
+            return Err(Refusal::new(
+                format!("duplicate id `{id}`: {dest} already exists"),
+                "give the task a new id, or remove the id line to have one generated",
+            ));
+        }
+        let mut edits = Map::new();
+        if task.doc.get("id").is_none() {
+            edits.insert("id".into(), Value::String(id.clone()));
+        }
+        edits.insert("status".into(), json!("assigned"));
+        if task.priority_needs_rewrite {
+            edits.insert("priority".into(), json!(task.priority.as_str()));
+        }
+        if task.doc.get("created_at").is_none() {
+            edits.insert("created_at".into(), json!(clock::rfc3339_seconds(now)));
+        }
+        edits.insert("assigned_at".into(), json!(clock::rfc3339_seconds(now)));
+        if task.doc.get("artefacts").is_none() && task.doc.get("artifacts").is_none() {
+            tracing::warn!(file = %file.rel, "task lists no artefacts");
+        }
+        let from = task.status.unwrap_or(Status::New);
+        let mut received = Event::task("task_received", &id);
+        received.agent = Some(task.agent.clone());
+        received.path = Some(file.rel.clone());
+        self.emit(received);
+        let mut assigned = Event::task("task_assigned", &id);
+        assigned.agent = Some(task.agent.clone());
+        assigned.from = Some(from.as_str().into());
+        assigned.to = Some("assigned".into());
+        assigned.op = Some("move".into());
+        assigned.src = Some(file.rel.clone());
+        assigned.src_ino = Some(file.ino);
+        assigned.src_crc = file.crc;
+        assigned.path = Some(dest);
+        assigned.edits = Some(edits);
+        self.emit(assigned.with_data("task", task_meta(&task)));
+        Ok(())
+    }
+
+    pub(super) fn check_agent(&self, agent: &str) -> Result<(), Refusal> {
+        match &self.config.agents {
+            Some(agents) if !agents.contains_key(agent) => Err(Refusal::new(
+                format!(
+                    "unknown agent `{agent}`; agentplane.yaml lists: {}",
+                    agents.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+                "use one of the listed agents, or add this agent under `agents:` in agentplane.yaml",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// `YYYY-MM-DDTHHMM-<agent>-<slug>`, suffixed `-2`, `-3`, … until unused.
+    fn generate_id(&self, task: &Task, now: SystemTime) -> String {
+        let mut base = format!(
+            "{}-{}-{}",
+            clock::id_prefix(now),
+            task.agent,
+            task::slug(&task.title_or_id())
+        );
+        base.truncate(120);
+        let taken = |id: &str| {
+            self.state.tasks.contains_key(id)
+                || self
+                    .layout
+                    .abs(&Layout::task_path(Status::Assigned, &task.agent, id))
+                    .exists()
+        };
+        if !taken(&base) {
+            return base;
+        }
+        (2..)
+            .map(|n| format!("{base}-{n}"))
+            .find(|id| !taken(id))
+            .expect("a free suffix exists")
+    }
+
+    /// Order the move of an inbox file to `rejected/`, unchanged, with a reason sidecar.
+    pub(super) fn reject(&mut self, file: &InboxFile, refusal: Refusal) {
+        self.reject_as("task_rejected", file, refusal, None);
+    }
+
+    /// Rejection under a given event name; command rejections also carry the command.
+    pub(super) fn reject_as(
+        &mut self,
+        name: &str,
+        file: &InboxFile,
+        refusal: Refusal,
+        command: Option<Map<String, Value>>,
+    ) {
+        self.inbox_hints.remove(&file.rel);
+        let dest = fsops::free_name(&self.layout.rejected(), &file.name);
+        let mut ev = Event::new(name);
+        ev.command = command;
+        ev.op = Some("reject".into());
+        ev.src = Some(file.rel.clone());
+        ev.src_ino = Some(file.ino);
+        ev.src_crc = file.crc;
+        ev.path = Some(self.layout.rel(&dest));
+        ev.error = Some(refusal.reason);
+        let mut ev = ev.with_data("what_to_do", Value::String(refusal.what_to_do));
+        if let Some(line) = refusal.line {
+            ev = ev.with_data("line", json!(line));
+        }
+        if let Some(column) = refusal.column {
+            ev = ev.with_data("column", json!(column));
+        }
+        tracing::warn!(file = %file.rel, reason = ev.error.as_deref().unwrap_or(""), "rejected");
+        self.emit(ev);
+    }
+}

@@ -1,0 +1,138 @@
+//! The WRITE side (ADR-047 command path). One `Engine` owns the journal and the task state;
+//! every change is an event that is appended and fsynced (group commit: one fsync per batch)
+//! *before* the file operation it orders is performed. Submodules: `intake` (inbox files),
+//! `commands` (command files), `scan` (adoption and hand edits), `dispatch` (governance and
+//! ordering), `run` (children's start and end), `state` (events → state), `perform`
+//! (file operations and their redo). Nothing here reads the SQLite index or the read models.
+
+pub mod commands;
+pub mod dispatch;
+pub mod intake;
+pub mod perform;
+pub mod run;
+pub mod scan;
+pub mod state;
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime};
+
+use crate::config::Config;
+use crate::event::Event;
+use crate::layout::Layout;
+use crate::store::journal::{Journal, JournalError};
+
+pub use state::State;
+
+/// A failure the daemon cannot continue after: the journal or the task folders are not
+/// writable as required. The daemon exits non-zero and recovery finishes the work at start.
+#[derive(Debug)]
+pub struct Fatal(pub String);
+
+impl std::fmt::Display for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<JournalError> for Fatal {
+    fn from(e: JournalError) -> Self {
+        Fatal(e.to_string())
+    }
+}
+
+impl From<crate::lifecycle::fsops::FsError> for Fatal {
+    fn from(e: crate::lifecycle::fsops::FsError) -> Self {
+        Fatal(e.to_string())
+    }
+}
+
+/// A problem with a file that is not (or not yet) a task the daemon tracks, remembered so that
+/// it is reported once per version of the file rather than on every rescan.
+#[derive(Debug, Clone)]
+pub struct FileProblem {
+    pub fingerprint: Option<crate::lifecycle::fsops::Fingerprint>,
+    pub kind: String,
+    pub message: String,
+}
+
+pub struct Engine {
+    pub layout: Layout,
+    pub config: Config,
+    journal: Journal,
+    pub state: State,
+    /// Events stamped and applied to `state` but not yet durable.
+    batch: Vec<Event>,
+    /// Files outside the task set that have a reported problem, by root-relative path.
+    pub file_problems: HashMap<String, FileProblem>,
+    /// Inbox files and when they were last seen changing (from watcher hints).
+    pub inbox_hints: HashMap<String, intake::Hint>,
+    /// Children the daemon must start, produced by `dispatch` after the batch is durable.
+    pub launches: Vec<run::Launch>,
+    /// Running children the daemon must stop (cancel).
+    pub stops: Vec<String>,
+    /// Task ids whose child is supervised right now by the daemon.
+    pub live_children: HashMap<String, Instant>,
+    pub draining: bool,
+    /// A changed task file was still being written: look at the folders again after settling.
+    pub settle_pending: bool,
+}
+
+impl Engine {
+    /// Open the journal and rebuild the state by replaying it. No file is touched yet.
+    pub fn open(layout: Layout, config: Config) -> Result<(Engine, u64), Fatal> {
+        crate::lifecycle::fsops::create_dir_all(&layout.state_dir())?;
+        let opened = Journal::open(&layout.events())?;
+        let mut state = State::default();
+        for ev in &opened.events {
+            state.apply(ev);
+        }
+        let engine = Engine {
+            layout,
+            config,
+            journal: opened.journal,
+            state,
+            batch: Vec::new(),
+            file_problems: HashMap::new(),
+            inbox_hints: HashMap::new(),
+            launches: Vec::new(),
+            stops: Vec::new(),
+            live_children: HashMap::new(),
+            draining: false,
+            settle_pending: false,
+        };
+        let replayed = opened.events;
+        let mut engine = engine;
+        engine.recover(&replayed)?;
+        Ok((engine, opened.truncated_bytes))
+    }
+
+    /// Stamp an event with its seq and apply it to the state now; it becomes durable at the
+    /// next `commit`, and its file operation is performed only then.
+    pub fn emit(&mut self, mut ev: Event) {
+        self.journal.stamp(&mut ev);
+        self.state.apply(&ev);
+        self.batch.push(ev);
+    }
+
+    /// Make the batch durable (one write, one fsync), then perform the file operations it
+    /// orders, in order.
+    pub fn commit(&mut self) -> Result<usize, Fatal> {
+        if self.batch.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        self.journal.append(&mut batch)?;
+        for ev in &batch {
+            self.perform(ev, false)?;
+        }
+        Ok(batch.len())
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.journal.last_seq()
+    }
+
+    pub fn now() -> SystemTime {
+        SystemTime::now()
+    }
+}

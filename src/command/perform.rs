@@ -1,0 +1,214 @@
+//! Carrying out the file operation an event orders, and redoing it after a crash. Every
+//! operation is idempotent given the event: recovery re-runs the last operation of each task
+//! (and of each inbox file) whose source still exists unchanged.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::{Engine, Fatal};
+use crate::event::Event;
+use crate::lifecycle::edit::{self, Edit};
+use crate::lifecycle::fsops::{self, Fingerprint};
+use crate::task::Status;
+
+/// Apply lifecycle edits to a task file's text. Edits only ever come from the daemon on files
+/// it has parsed, so a failure here means the file changed under us; the text is then kept
+/// as it is rather than lost.
+pub fn edited_bytes(bytes: &[u8], edits: Option<&Map<String, Value>>) -> Vec<u8> {
+    let Some(edits) = edits.filter(|e| !e.is_empty()) else {
+        return bytes.to_vec();
+    };
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return bytes.to_vec();
+    };
+    let list: Vec<Edit> = edits
+        .iter()
+        .map(|(k, v)| match v {
+            Value::Null => Edit::Remove(k),
+            other => Edit::Set(k, other.clone()),
+        })
+        .collect();
+    match edit::apply(text, &list) {
+        Ok(edited) => {
+            if !edited.surgical {
+                tracing::warn!("task file layout too unusual for a surgical edit; rewrote it whole");
+            }
+            edited.text.into_bytes()
+        }
+        Err(_) => bytes.to_vec(),
+    }
+}
+
+/// Does `path` still hold the very file the event was decided on?
+fn same_source(path: &Path, ino: Option<u64>, crc: Option<u32>) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    if ino.is_some_and(|i| i != std::os::unix::fs::MetadataExt::ino(&meta)) {
+        return false;
+    }
+    match crc {
+        None => true,
+        Some(want) => std::fs::read(path).is_ok_and(|b| crc32c::crc32c(&b) == want),
+    }
+}
+
+/// The text of a rejection sidecar.
+pub fn reason_text(ev: &Event) -> String {
+    let mut out = String::new();
+    let file = ev
+        .src
+        .as_deref()
+        .and_then(|s| s.rsplit('/').next())
+        .unwrap_or_default();
+    out.push_str(&edit::render_entry("file", &Value::String(file.to_string())));
+    out.push_str(&edit::render_entry("rejected_at", &Value::String(ev.ts.clone())));
+    out.push_str(&edit::render_entry(
+        "reason",
+        &Value::String(ev.error.clone().unwrap_or_default()),
+    ));
+    if let Some(data) = &ev.data {
+        for key in ["line", "column", "what_to_do"] {
+            if let Some(v) = data.get(key) {
+                out.push_str(&edit::render_entry(key, v));
+            }
+        }
+    }
+    out.push_str(&edit::render_entry("event_seq", &Value::from(ev.seq)));
+    out
+}
+
+impl Engine {
+    /// Perform the event's file operation. `recovering`: the operation may have been done,
+    /// partly or fully, before a crash.
+    pub(super) fn perform(&mut self, ev: &Event, recovering: bool) -> Result<(), Fatal> {
+        let root = self.layout.root.clone();
+        let src = ev.src.as_deref().map(|s| root.join(s));
+        let dest = ev.path.as_deref().map(|p| root.join(p));
+        match (ev.op.as_deref(), src, dest) {
+            (Some("move"), Some(src), Some(dest)) => {
+                let bytes = match std::fs::read(&src) {
+                    Ok(b) => b,
+                    // Gone since the decision (deleted by a user): the next scan records it.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) => return Err(fsops::ctx("read", &src)(e).into()),
+                };
+                let new = edited_bytes(&bytes, ev.edits.as_ref());
+                if recovering && src != dest && dest.exists() {
+                    // The destination was renamed into place before the crash; only the
+                    // removal of the source is missing — unless the destination is another file.
+                    if std::fs::read(&dest).is_ok_and(|d| d == new) {
+                        fsops::remove_file(&src)?;
+                        fsops::fsync_dir(src.parent().unwrap_or(&root))?;
+                    } else {
+                        tracing::error!(src = %src.display(), dest = %dest.display(),
+                            "both the source and a different destination exist; left both for a human");
+                    }
+                } else {
+                    if let Some(dir) = dest.parent() {
+                        fsops::create_dir_all(dir)?;
+                    }
+                    fsops::write_atomic(&dest, &new)?;
+                    if src != dest {
+                        fsops::remove_file(&src)?;
+                        fsops::fsync_dir(src.parent().unwrap_or(&root))?;
+                    }
+                }
+                self.remember_fingerprint(ev, &dest);
+            }
+            (Some("reject"), Some(src), Some(dest)) => {
+                let sidecar = dest.with_file_name(format!(
+                    "{}.reason.yaml",
+                    dest.file_name().unwrap_or_default().to_string_lossy()
+                ));
+                fsops::create_dir_all(dest.parent().unwrap_or(&root))?;
+                fsops::write_atomic(&sidecar, reason_text(ev).as_bytes())?;
+                if std::fs::symlink_metadata(&src).is_ok() {
+                    fsops::rename(&src, &dest)?;
+                    fsops::fsync_dir(dest.parent().unwrap_or(&root))?;
+                    fsops::fsync_dir(src.parent().unwrap_or(&root))?;
+                }
+            }
+            (Some("create"), _, Some(dest)) if !dest.exists() => {
+                let content = ev.data_str("content").unwrap_or_default();
+                fsops::create_dir_all(dest.parent().unwrap_or(&root))?;
+                fsops::write_atomic(&dest, content.as_bytes())?;
+            }
+            _ => {}
+        }
+        if let Some(file) = ev
+            .data
+            .as_ref()
+            .and_then(|d| d.get("command_file"))
+            .and_then(Value::as_str)
+        {
+            let path = root.join(file);
+            fsops::remove_file(&path)?;
+            fsops::fsync_dir(path.parent().unwrap_or(&root))?;
+        }
+        Ok(())
+    }
+
+    fn remember_fingerprint(&mut self, ev: &Event, dest: &Path) {
+        if let Some(entry) = ev.task_id.as_deref().and_then(|id| self.state.tasks.get_mut(id)) {
+            entry.fingerprint = std::fs::symlink_metadata(dest).ok().map(|m| Fingerprint::of(&m));
+        }
+    }
+
+    /// Bring the folders in line with the log after a crash: redo each unfinished operation,
+    /// remove consumed command files, and record children that were running as interrupted.
+    pub(super) fn recover(&mut self, events: &[Event]) -> Result<(), Fatal> {
+        // Only the last operation on a given source can be unfinished: the daemon performs a
+        // batch's operations before it decides the next batch.
+        let mut last_op: HashMap<&str, &Event> = HashMap::new();
+        for ev in events.iter().filter(|e| e.op.is_some()) {
+            if let Some(src) = ev.src.as_deref() {
+                last_op.insert(src, ev);
+            } else if let Some(path) = ev.path.as_deref() {
+                last_op.insert(path, ev);
+            }
+        }
+        let mut redone = 0;
+        for (src, ev) in last_op {
+            let unfinished = match ev.op.as_deref() {
+                Some("create") => !self.layout.abs(src).exists(),
+                _ => same_source(&self.layout.abs(src), ev.src_ino, ev.src_crc),
+            };
+            if unfinished {
+                self.perform(ev, true)?;
+                redone += 1;
+            }
+        }
+        let consumed: Vec<(String, (u64, u32))> =
+            self.state.consumed.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        for (path, (ino, crc)) in consumed {
+            let abs = self.layout.abs(&path);
+            if same_source(&abs, Some(ino), Some(crc)) {
+                fsops::remove_file(&abs)?;
+                redone += 1;
+            }
+        }
+        if redone > 0 {
+            tracing::info!(redone, "recovery completed unfinished operations from the log");
+        }
+        let interrupted: Vec<String> = self
+            .state
+            .tasks
+            .values()
+            .filter(|e| e.running.is_some() && e.status == Status::InProgress)
+            .map(|e| e.id.clone())
+            .collect();
+        for id in interrupted {
+            if let Some(run) = self.state.tasks[&id].running.clone()
+                && let Some(pid) = run.pid
+            {
+                super::run::kill_orphan(pid, run.pid_start);
+            }
+            self.interrupt(&id, "the daemon stopped while the task ran");
+        }
+        self.commit()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,270 @@
+//! The daemon's in-memory picture of every task, derived from the event log. `State::apply`
+//! is the one function that turns an event into state, used both live (after the event is
+//! durable) and when replaying the log at start, so the two can never disagree.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+
+use crate::clock;
+use crate::event::Event;
+use crate::lifecycle::fsops::Fingerprint;
+use crate::task::{Priority, Status, Task};
+
+/// A task as the daemon knows it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: String,
+    pub agent: String,
+    pub status: Status,
+    /// Root-relative path of the task file.
+    pub path: String,
+    pub title: String,
+    pub priority: Priority,
+    /// Sequence number of the event that first recorded the task: its age in the queue.
+    pub order: u64,
+    pub depends_on: Vec<String>,
+    pub approval_required: bool,
+    pub approved: bool,
+    /// The last attempt started (1-based); 0 before the first run.
+    pub attempt: u32,
+    /// Attempts before the current retry round: a `retry` command gives a fresh budget.
+    pub round_start: u32,
+    pub interruptions: u32,
+    pub timeout_s: Option<u64>,
+    pub max_attempts: Option<u32>,
+    /// A child was started for the current attempt and has not been recorded as ended.
+    pub running: Option<RunRecord>,
+    pub cancel_requested: Option<String>,
+    /// Not before this time is the task dispatched (retry backoff).
+    pub retry_at: Option<SystemTime>,
+    /// The daemon blocked this task because a dependency failed; it unblocks it again.
+    pub blocked_by_dependency: bool,
+    pub handoff_done: bool,
+    /// The file is inconsistent (status vs folder, id vs name): left alone until edited.
+    pub problem: Option<String>,
+    /// Checksum of the inconsistent file's content when it was reported.
+    pub problem_crc: Option<u32>,
+    /// What the file looked like when the daemon last read or wrote it.
+    pub fingerprint: Option<Fingerprint>,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub attempt: u32,
+    pub pid: Option<u32>,
+    pub pid_start: Option<u64>,
+}
+
+impl Entry {
+    pub fn in_fridge(&self) -> bool {
+        self.path.starts_with("work/collaboration/fridge/")
+    }
+    pub fn in_archive(&self) -> bool {
+        self.path.starts_with("work/collaboration/archive/")
+    }
+    /// Attempts used in the current round.
+    pub fn failures_this_round(&self) -> u32 {
+        self.attempt.saturating_sub(self.round_start)
+    }
+}
+
+/// The fields of a task file that the daemon schedules by, as carried in events.
+pub fn task_meta(task: &Task) -> Value {
+    json!({
+        "title": task.title_or_id(),
+        "agent": task.agent,
+        "priority": task.priority.as_str(),
+        "depends_on": task.depends_on,
+        "approval_required": task.approval_required,
+        "timeout_s": task.timeout_s,
+        "max_attempts": task.max_attempts,
+    })
+}
+
+#[derive(Default)]
+pub struct State {
+    pub tasks: HashMap<String, Entry>,
+    /// Command files already applied, by root-relative path: (inode, crc). A command file
+    /// still in the inbox with this identity was consumed by an event whose removal the crash
+    /// interrupted.
+    pub consumed: HashMap<String, (u64, u32)>,
+    pub last_seq: u64,
+}
+
+impl State {
+    pub fn apply(&mut self, ev: &Event) {
+        self.last_seq = ev.seq;
+        if let Some(data) = &ev.data
+            && let (Some(file), Some(ino), Some(crc)) = (
+                data.get("command_file").and_then(Value::as_str),
+                data.get("command_ino").and_then(Value::as_u64),
+                data.get("command_crc").and_then(Value::as_u64),
+            )
+        {
+            self.consumed.insert(file.to_string(), (ino, crc as u32));
+        }
+        let Some(id) = ev.task_id.as_deref() else { return };
+        if ev.event == "task_rejected" || ev.event == "command_rejected" {
+            return;
+        }
+        if ev.event == "task_deleted" {
+            self.tasks.remove(id);
+            return;
+        }
+        if ev.event == "handoff_created" {
+            if let Some(parent) = self.tasks.get_mut(id) {
+                parent.handoff_done = true;
+            }
+            return;
+        }
+        let meta = ev.data.as_ref().and_then(|d| d.get("task"));
+        let entry = match self.tasks.get_mut(id) {
+            Some(e) => e,
+            None => {
+                // Only events that describe a task file can introduce a task.
+                let (Some(path), Some(meta)) = (ev.path.as_ref(), meta) else {
+                    return;
+                };
+                let status = ev
+                    .to
+                    .as_deref()
+                    .and_then(Status::parse)
+                    .unwrap_or(Status::Assigned);
+                self.tasks.insert(
+                    id.to_string(),
+                    Entry {
+                        id: id.to_string(),
+                        agent: meta["agent"].as_str().unwrap_or_default().to_string(),
+                        status,
+                        path: path.clone(),
+                        title: String::new(),
+                        priority: Priority::Normal,
+                        order: ev.seq,
+                        depends_on: Vec::new(),
+                        approval_required: false,
+                        approved: false,
+                        attempt: 0,
+                        round_start: 0,
+                        interruptions: 0,
+                        timeout_s: None,
+                        max_attempts: None,
+                        running: None,
+                        cancel_requested: None,
+                        retry_at: None,
+                        blocked_by_dependency: false,
+                        handoff_done: false,
+                        problem: None,
+                        problem_crc: None,
+                        fingerprint: None,
+                        updated_at: ev.ts.clone(),
+                    },
+                );
+                self.tasks.get_mut(id).expect("just inserted")
+            }
+        };
+        entry.updated_at.clone_from(&ev.ts);
+        if let Some(meta) = meta {
+            apply_meta(entry, meta);
+        }
+        if let Some(problem) = ev.data.as_ref().and_then(|d| d.get("problem")) {
+            entry.problem = problem.as_str().map(str::to_string);
+            entry.problem_crc = ev
+                .data
+                .as_ref()
+                .and_then(|d| d.get("crc"))
+                .and_then(Value::as_u64)
+                .map(|c| c as u32);
+        } else if ev.to.is_some() || ev.op.is_some() {
+            entry.problem = None;
+            entry.problem_crc = None;
+        }
+        if let Some(to) = ev.to.as_deref().and_then(Status::parse) {
+            entry.status = to;
+        }
+        if let Some(path) = &ev.path
+            && matches!(ev.op.as_deref(), Some("move" | "create"))
+        {
+            entry.path.clone_from(path);
+        }
+        if let Some(agent) = ev.agent.as_ref().filter(|_| ev.event == "task_reassigned") {
+            entry.agent.clone_from(agent);
+        }
+        match ev.event.as_str() {
+            "task_started" => {
+                entry.attempt = ev.attempt.unwrap_or(entry.attempt + 1);
+                entry.running = Some(RunRecord {
+                    attempt: entry.attempt,
+                    pid: None,
+                    pid_start: None,
+                });
+                entry.retry_at = None;
+            }
+            "execution_start" => {
+                if let Some(run) = entry.running.as_mut() {
+                    run.pid = ev.pid;
+                    run.pid_start = ev.pid_start;
+                }
+            }
+            "task_interrupted" => {
+                entry.interruptions += 1;
+                entry.running = None;
+            }
+            "task_retry_scheduled" => {
+                entry.running = None;
+                entry.retry_at = ev.data_str("retry_at").and_then(clock::parse_utc);
+            }
+            "execution_complete" | "task_completed" | "task_failed" | "task_timed_out" | "task_cancelled" => {
+                entry.running = None;
+                if ev.event != "execution_complete" {
+                    entry.cancel_requested = None;
+                }
+            }
+            "task_blocked" => entry.blocked_by_dependency = ev.data_str("dependency").is_some(),
+            "task_unblocked" => entry.blocked_by_dependency = false,
+            "task_approved" => entry.approved = true,
+            "cancel_requested" => entry.cancel_requested = Some(ev.error.clone().unwrap_or_default()),
+            "task_retried" => {
+                entry.round_start = entry.attempt;
+                entry.interruptions = 0;
+                entry.retry_at = None;
+            }
+            "task_edited" if ev.to.is_some() => entry.blocked_by_dependency = false,
+            _ => {}
+        }
+    }
+
+    /// Ids of tasks that wait for `id` to finish.
+    pub fn dependents(&self, id: &str) -> Vec<String> {
+        self.tasks
+            .values()
+            .filter(|e| e.depends_on.iter().any(|d| d == id))
+            .map(|e| e.id.clone())
+            .collect()
+    }
+}
+
+fn apply_meta(entry: &mut Entry, meta: &Value) {
+    if let Some(t) = meta["title"].as_str() {
+        entry.title = t.to_string();
+    }
+    if let Some(a) = meta["agent"].as_str() {
+        entry.agent = a.to_string();
+    }
+    if let Some(p) = meta["priority"].as_str().and_then(Priority::parse) {
+        entry.priority = p;
+    }
+    if let Some(deps) = meta["depends_on"].as_array() {
+        entry.depends_on = deps
+            .iter()
+            .filter_map(|d| d.as_str().map(str::to_string))
+            .collect();
+    }
+    if let Some(b) = meta["approval_required"].as_bool() {
+        entry.approval_required = b;
+    }
+    entry.timeout_s = meta["timeout_s"].as_u64();
+    entry.max_attempts = meta["max_attempts"].as_u64().map(|n| n as u32);
+}

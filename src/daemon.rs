@@ -1,0 +1,394 @@
+//! The composition root of the daemon: take the root lock, open the engine (replay +
+//! recovery), adopt the tree, then loop — watcher hints, child endings, timers and signals in;
+//! intake, scans, dispatch and spawns out, each round committed as one batch. On SIGTERM or
+//! SIGINT: stop intake, take children down the signal ladder, record them, exit 0.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::adapter::{self, Ladder, Outcome, StopReason};
+use crate::command::{Engine, Fatal, intake::Hint as InboxHint};
+use crate::config::Config;
+use crate::event::Event;
+use crate::layout::Layout;
+use crate::lifecycle::fsops;
+use crate::service;
+use crate::watch::{self as fswatch, Hint};
+
+/// How often everything is rescanned even when the watcher is quiet.
+const FULL_RESCAN_EVERY: Duration = Duration::from_secs(30);
+
+pub enum Exit {
+    Ok,
+    /// Environment problem (lock held, unreadable config): exit 2.
+    Environment(String),
+    /// The daemon had to stop (journal corrupt, fsync failed): exit 1.
+    Failed(String),
+}
+
+enum Msg {
+    ChildDone {
+        task_id: String,
+        attempt: u32,
+        outcome: Outcome,
+    },
+}
+
+/// Hold the root's lock for the daemon's lifetime; a second daemon gets the holder's pid.
+fn lock(layout: &Layout) -> Result<File, Exit> {
+    let path = layout.lock();
+    fsops::create_dir_all(&layout.state_dir()).map_err(|e| Exit::Environment(e.to_string()))?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Exit::Environment(format!("cannot open {}: {e}", path.display())))?;
+    if file.try_lock().is_err() {
+        let mut pid = String::new();
+        let _ = file.read_to_string(&mut pid);
+        return Err(Exit::Environment(format!(
+            "another agentplane daemon is already running on {} (pid {}); stop it first, or use a different --root",
+            layout.root.display(),
+            pid.trim()
+        )));
+    }
+    let written = file
+        .set_len(0)
+        .and_then(|_| file.rewind())
+        .and_then(|_| write!(file, "{}", std::process::id()));
+    written.map_err(|e| Exit::Environment(format!("cannot write {}: {e}", path.display())))?;
+    Ok(file)
+}
+
+/// The folders every root has.
+pub fn ensure_folders(layout: &Layout) -> Result<(), fsops::FsError> {
+    for dir in [
+        layout.inbox(),
+        layout.collab().join("assigned"),
+        layout.collab().join("done"),
+        layout.collab().join("error"),
+        layout.rejected(),
+        layout.fridge(),
+        layout.archive(),
+        layout.status_dir(),
+        layout.logs(),
+        layout.state_dir(),
+    ] {
+        fsops::create_dir_all(&dir)?;
+    }
+    Ok(())
+}
+
+/// Remove temp files a crash left behind in the task folders (they are never read).
+fn clean_temp_files(engine: &Engine) {
+    let collab = engine.layout.collab();
+    let mut dirs = vec![
+        collab.join("inbox"),
+        collab.join("rejected"),
+        collab.join("fridge"),
+    ];
+    for top in ["assigned", "done", "error", "archive"] {
+        if let Ok(rd) = std::fs::read_dir(collab.join(top)) {
+            dirs.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+        }
+    }
+    for dir in dirs {
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for e in rd.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".agentplane-") && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+pub fn run(root: PathBuf, once: bool) -> Exit {
+    let layout = Layout::new(root);
+    if !layout.collab().is_dir() {
+        return Exit::Environment(format!(
+            "{} has no work/collaboration/; run `agentplane init {}` first",
+            layout.root.display(),
+            layout.root.display()
+        ));
+    }
+    let _lock = match lock(&layout) {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    let config = match Config::load(&layout.config()) {
+        Ok(c) => c,
+        Err(e) => return Exit::Environment(e),
+    };
+    if let Err(e) = ensure_folders(&layout) {
+        return Exit::Environment(e.to_string());
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return Exit::Environment(format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(serve(layout, config, once)) {
+        Ok(()) => Exit::Ok,
+        Err(Fatal(msg)) => Exit::Failed(msg),
+    }
+}
+
+struct Daemon {
+    engine: Engine,
+    tx: mpsc::UnboundedSender<Msg>,
+    stop_senders: HashMap<String, watch::Sender<Option<StopReason>>>,
+    ladder: Ladder,
+    /// Inbox wake-up for files still settling.
+    inbox_recheck: Option<Instant>,
+    need_intake: bool,
+    need_full_scan: bool,
+    changed_paths: HashSet<String>,
+}
+
+async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> {
+    let started = Instant::now();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let (watch_tx, mut watch_rx) = mpsc::unbounded_channel::<Hint>();
+    let _watcher = match fswatch::start(&layout.collab(), watch_tx) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("file watching unavailable ({e}); relying on periodic rescans");
+            None
+        }
+    };
+    let ladder = Ladder {
+        interrupt: config.interrupt,
+        terminate: config.terminate,
+    };
+    let (engine, truncated) = Engine::open(layout, config)?;
+    let mut d = Daemon {
+        engine,
+        tx,
+        stop_senders: HashMap::new(),
+        ladder,
+        inbox_recheck: None,
+        need_intake: true,
+        need_full_scan: true,
+        changed_paths: HashSet::new(),
+    };
+    clean_temp_files(&d.engine);
+    let mut started_ev = Event::new("daemon_started")
+        .with_data("pid", serde_json::json!(std::process::id()))
+        .with_data("version", serde_json::json!(env!("CARGO_PKG_VERSION")));
+    if truncated > 0 {
+        started_ev = started_ev.with_data("truncated_torn_bytes", serde_json::json!(truncated));
+        tracing::warn!(bytes = truncated, "cut a torn last line from the event log");
+    }
+    d.engine.emit(started_ev);
+    d.round().await?;
+    tracing::info!(
+        tasks = d.engine.state.tasks.len(),
+        seq = d.engine.last_seq(),
+        ms = started.elapsed().as_millis() as u64,
+        "READY"
+    );
+    service::notify(&format!(
+        "READY=1\nSTATUS=watching {} tasks",
+        d.engine.state.tasks.len()
+    ));
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Fatal(format!("cannot handle SIGTERM: {e}")))?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| Fatal(format!("cannot handle SIGINT: {e}")))?;
+    let mut rescan = tokio::time::interval(FULL_RESCAN_EVERY);
+    rescan.tick().await;
+    let watchdog = service::watchdog_interval();
+    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+
+    loop {
+        if once && d.idle() {
+            break;
+        }
+        let wake = d.next_wake();
+        tokio::select! {
+            Some(hint) = watch_rx.recv() => d.on_hint(hint),
+            Some(msg) = rx.recv() => d.on_msg(msg),
+            _ = tokio::time::sleep_until(wake.into()) => d.need_intake = true,
+            _ = rescan.tick() => { d.need_full_scan = true; d.need_intake = true; }
+            _ = watchdog_tick.tick(), if watchdog.is_some() => service::notify("WATCHDOG=1"),
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+        // Take everything else that is already waiting: one round, one commit.
+        while let Ok(hint) = watch_rx.try_recv() {
+            d.on_hint(hint);
+        }
+        while let Ok(msg) = rx.try_recv() {
+            d.on_msg(msg);
+        }
+        d.round().await?;
+    }
+    d.shutdown(&mut rx).await
+}
+
+impl Daemon {
+    fn on_hint(&mut self, hint: Hint) {
+        match hint {
+            Hint::Rescan => {
+                self.need_full_scan = true;
+                self.need_intake = true;
+            }
+            Hint::Paths { paths, complete } => {
+                for p in paths {
+                    let rel = self.engine.layout.rel(&p);
+                    if rel.starts_with("work/collaboration/inbox/") {
+                        self.need_intake = true;
+                        let h = self.engine.inbox_hints.entry(rel).or_insert(InboxHint {
+                            changed_at: Instant::now(),
+                            complete,
+                        });
+                        h.changed_at = Instant::now();
+                        h.complete = complete;
+                    } else if rel.starts_with("work/collaboration/") {
+                        self.changed_paths.insert(rel);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_msg(&mut self, msg: Msg) {
+        match msg {
+            Msg::ChildDone {
+                task_id,
+                attempt,
+                outcome,
+            } => {
+                self.stop_senders.remove(&task_id);
+                self.engine
+                    .child_finished(&task_id, attempt, Some(&outcome), None);
+            }
+        }
+    }
+
+    fn next_wake(&self) -> Instant {
+        let mut wake = Instant::now() + Duration::from_secs(3600);
+        if let Some(t) = self.inbox_recheck {
+            wake = wake.min(t);
+        }
+        if let Some(t) = self.engine.next_retry() {
+            let wait = t.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+            wake = wake.min(Instant::now() + wait);
+        }
+        if self.engine.settle_pending {
+            wake = wake.min(Instant::now() + self.engine.config.settle);
+        }
+        wake
+    }
+
+    /// `--once`: nothing in the inbox still settling, nothing running, no retry pending.
+    fn idle(&self) -> bool {
+        self.inbox_recheck.is_none()
+            && self.engine.live_children.is_empty()
+            && self.engine.launches.is_empty()
+            && self.engine.next_retry().is_none()
+            && !self.engine.settle_pending
+            && !self.need_intake
+    }
+
+    /// One round: look at what changed, decide, commit, start children.
+    async fn round(&mut self) -> Result<(), Fatal> {
+        if self.need_full_scan {
+            self.need_full_scan = false;
+            self.engine.settle_pending = false;
+            self.changed_paths.clear();
+            self.engine.full_scan()?;
+        } else if !self.changed_paths.is_empty() || self.engine.settle_pending {
+            self.engine.settle_pending = false;
+            let mut paths: Vec<String> = self.changed_paths.drain().collect();
+            paths.sort();
+            if paths.is_empty() {
+                self.engine.full_scan()?;
+            } else {
+                self.engine.check_paths(&paths)?;
+            }
+        }
+        if self.need_intake {
+            self.need_intake = false;
+            self.inbox_recheck = self.engine.intake()?;
+        }
+        loop {
+            self.engine.dispatch();
+            self.engine.commit()?;
+            for id in std::mem::take(&mut self.engine.stops) {
+                if let Some(tx) = self.stop_senders.get(&id) {
+                    let _ = tx.send(Some(StopReason::Cancel));
+                }
+            }
+            let launches = std::mem::take(&mut self.engine.launches);
+            if launches.is_empty() {
+                break;
+            }
+            for launch in launches {
+                self.spawn(launch);
+            }
+            self.engine.commit()?;
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self, launch: crate::command::run::Launch) {
+        let prepared = self.engine.prepare(&launch);
+        let spawned =
+            prepared.and_then(|p| adapter::spawn(&p.spec).map(|r| (p, r)).map_err(|e| e.to_string()));
+        match spawned {
+            Ok((prepared, running)) => {
+                self.engine
+                    .child_started(&launch.task_id, launch.attempt, running.pid);
+                let (stop_tx, stop_rx) = watch::channel(None);
+                self.stop_senders.insert(launch.task_id.clone(), stop_tx);
+                let tx = self.tx.clone();
+                let ladder = self.ladder;
+                let timeout = prepared.timeout;
+                tokio::spawn(async move {
+                    let outcome = running.supervise(timeout, ladder, stop_rx).await;
+                    let _ = tx.send(Msg::ChildDone {
+                        task_id: launch.task_id,
+                        attempt: launch.attempt,
+                        outcome,
+                    });
+                });
+            }
+            Err(e) => {
+                tracing::error!(task = %launch.task_id, "cannot start the agent: {e}");
+                self.engine
+                    .child_finished(&launch.task_id, launch.attempt, None, Some(e));
+            }
+        }
+    }
+
+    /// Stop intake, take children down the ladder, record them as interrupted, exit.
+    async fn shutdown(mut self, rx: &mut mpsc::UnboundedReceiver<Msg>) -> Result<(), Fatal> {
+        self.engine.draining = true;
+        service::notify("STOPPING=1");
+        if !self.stop_senders.is_empty() {
+            tracing::info!(children = self.stop_senders.len(), "stopping children");
+        }
+        for tx in self.stop_senders.values() {
+            let _ = tx.send(Some(StopReason::Shutdown));
+        }
+        while !self.engine.live_children.is_empty() {
+            match rx.recv().await {
+                Some(msg) => self.on_msg(msg),
+                None => break,
+            }
+        }
+        self.engine.emit(Event::new("daemon_stopped"));
+        self.engine.commit()?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! The event vocabulary, which is also the JSONL line format of `events.jsonl` (schema `v`).
+//! A line is one compact JSON object whose last member is `"crc"`: CRC-32C, as 8 hex digits,
+//! of the line with that member removed. Encoding and decoding only; appending and fsync live
+//! in `store::journal`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One event. `seq` and `ts` are set by the journal when the event is appended.
+///
+/// Events that change a file carry the *intent*: `op`, `src` (the file before), `path` (the
+/// file after), `src_ino` and `src_crc` (identity of the source, so recovery never mistakes a
+/// newer file of the same name for it) and `edits` (lifecycle keys to set, or remove when null).
+/// Recovery re-applies an intent whose source still exists unchanged.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    pub v: u32,
+    pub seq: u64,
+    pub ts: String,
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_ino: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_crc: Option<u32>,
+    /// The file operation this event orders: `move` (write `path` from `src` with `edits`,
+    /// then remove `src`), `reject` (sidecar, then rename `src` to `path` unchanged), `remove`
+    /// (delete `src`), `create` (write `data.content` to `path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edits: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_paths: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The command file's content, on events caused by a command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Map<String, Value>>,
+    /// Anything else worth keeping: costs, problem kinds, follow-up task contents, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Map<String, Value>>,
+}
+
+impl Event {
+    pub fn new(name: &str) -> Event {
+        Event {
+            v: SCHEMA_VERSION,
+            event: name.to_string(),
+            ..Event::default()
+        }
+    }
+
+    pub fn task(name: &str, task_id: &str) -> Event {
+        Event {
+            task_id: Some(task_id.to_string()),
+            ..Event::new(name)
+        }
+    }
+
+    pub fn with_data(mut self, key: &str, value: Value) -> Event {
+        self.data
+            .get_or_insert_with(Map::new)
+            .insert(key.to_string(), value);
+        self
+    }
+
+    pub fn data_str(&self, key: &str) -> Option<&str> {
+        self.data.as_ref()?.get(key)?.as_str()
+    }
+}
+
+const CRC_SUFFIX_LEN: usize = r#","crc":"00000000"}"#.len();
+
+/// Serialize an event as one line, without the trailing newline.
+pub fn encode(event: &Event) -> String {
+    let mut body = serde_json::to_string(event).expect("events always serialize");
+    let crc = crc32c::crc32c(body.as_bytes());
+    body.pop(); // the closing brace; the crc member takes its place
+    body.push_str(&format!(r#","crc":"{crc:08x}"}}"#));
+    body
+}
+
+/// Why a line is not a valid event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecodeError {
+    NoChecksum,
+    ChecksumMismatch,
+    Json(String),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::NoChecksum => f.write_str("the line has no crc member at its end"),
+            DecodeError::ChecksumMismatch => f.write_str("the crc does not match the line"),
+            DecodeError::Json(e) => write!(f, "the line is not a valid event: {e}"),
+        }
+    }
+}
+
+/// Check the CRC of a line (without newline) and parse it.
+pub fn decode(line: &str) -> Result<Event, DecodeError> {
+    if line.len() < CRC_SUFFIX_LEN + 1 || !line.ends_with("\"}") {
+        return Err(DecodeError::NoChecksum);
+    }
+    let split = line.len() - CRC_SUFFIX_LEN;
+    let (body, suffix) = line.split_at(split);
+    let hex = suffix
+        .strip_prefix(r#","crc":""#)
+        .and_then(|s| s.strip_suffix("\"}"))
+        .ok_or(DecodeError::NoChecksum)?;
+    let want = u32::from_str_radix(hex, 16).map_err(|_| DecodeError::NoChecksum)?;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(body.as_bytes()), b"}");
+    if crc != want {
+        return Err(DecodeError::ChecksumMismatch);
+    }
+    let mut json = String::with_capacity(body.len() + 1);
+    json.push_str(body);
+    json.push('}');
+    serde_json::from_str(&json).map_err(|e| DecodeError::Json(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_detects_damage() {
+        let mut e = Event::task("task_assigned", "t-1");
+        e.seq = 7;
+        e.ts = "2026-01-01T00:00:00.000Z".into();
+        e.to = Some("assigned".into());
+        let line = encode(&e);
+        assert!(line.ends_with("\"}"));
+        let parsed: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["seq"], 7);
+        assert_eq!(decode(&line).unwrap(), e);
+        let damaged = line.replacen("t-1", "t-2", 1);
+        assert_eq!(decode(&damaged), Err(DecodeError::ChecksumMismatch));
+        assert_eq!(decode(&line[..line.len() - 5]), Err(DecodeError::NoChecksum));
+        assert_eq!(decode(""), Err(DecodeError::NoChecksum));
+    }
+}

@@ -1,0 +1,20 @@
+//! agentplane: a filesystem-native control plane for AI coding agents (ADR-047). The write
+//! side is `command` (over `store`, `lifecycle`, `adapter`), composed by `daemon`; `task`,
+//! `event`, `layout`, `config` and `clock` are shared vocabulary. See ARCHITECTURE.md.
+
+pub mod adapter;
+pub mod cli;
+pub mod clock;
+pub mod command;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod event;
+pub mod init;
+pub mod layout;
+pub mod lifecycle;
+pub mod request;
+pub mod service;
+pub mod store;
+pub mod task;
+pub mod watch;

@@ -1,0 +1,829 @@
+//! Surgical edits of the top-level keys of a YAML document whose root is a
+//! block mapping (a task file): only the lines of the edited keys change, so
+//! comments, key order, quoting and blank lines elsewhere survive and a
+//! `git diff` shows just the lifecycle lines.
+//!
+//! Text in, text out: this module does no file system or other I/O. It relies
+//! on the budgeted parser both to read the original and to prove each edit.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+use yaml_rust2::Yaml;
+
+use crate::task::yaml::{Budget, YamlError, parse_document};
+
+#[derive(Debug)]
+pub enum Edit<'a> {
+    Set(&'a str, Value),
+    Remove(&'a str),
+}
+
+#[derive(Debug)]
+pub struct Edited {
+    pub text: String,
+    /// False when the layout defeated line-level editing and the whole
+    /// document was re-emitted (comments lost).
+    pub surgical: bool,
+}
+
+#[derive(Debug)]
+pub enum EditError {
+    NotAMapping,
+    Parse(YamlError),
+}
+
+impl fmt::Display for EditError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EditError::NotAMapping => write!(f, "the YAML document is not a mapping"),
+            EditError::Parse(error) => write!(f, "cannot parse the YAML document: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for EditError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EditError::NotAMapping => None,
+            EditError::Parse(error) => Some(error),
+        }
+    }
+}
+
+/// Apply the edits to a YAML document whose root is a block mapping.
+pub fn apply(text: &str, edits: &[Edit]) -> Result<Edited, EditError> {
+    let budget = Budget::default();
+    let Value::Object(original) = parse_document(text, &budget).map_err(EditError::Parse)? else {
+        return Err(EditError::NotAMapping);
+    };
+    let mut expected = original.clone();
+    for edit in edits {
+        match edit {
+            Edit::Set(key, value) => {
+                expected.insert((*key).to_owned(), value.clone());
+            }
+            Edit::Remove(key) => {
+                expected.shift_remove(*key);
+            }
+        }
+    }
+    // The line scan is a heuristic; only a re-parse that yields exactly the
+    // expected mapping lets its result through.
+    if let Some(layout) = Layout::scan(text, &original) {
+        let candidate = layout.apply(edits);
+        if parse_document(&candidate, &budget).is_ok_and(|v| same_mapping(&v, &expected)) {
+            return Ok(Edited {
+                text: candidate,
+                surgical: true,
+            });
+        }
+    }
+    Ok(Edited {
+        text: render_document(&expected),
+        surgical: false,
+    })
+}
+
+/// Render one top-level `key: value` entry as block YAML text ending in '\n' (used for new keys).
+pub fn render_entry(key: &str, value: &Value) -> String {
+    let mut out = String::new();
+    write_key(&mut out, key, value, 0);
+    out
+}
+
+fn render_document(map: &Map<String, Value>) -> String {
+    if map.is_empty() {
+        return "{}\n".to_owned();
+    }
+    map.iter().map(|(k, v)| render_entry(k, v)).collect()
+}
+
+/// Deep equality that, unlike `Value`'s, also requires the same key order.
+fn same_mapping(a: &Value, b: &Map<String, Value>) -> bool {
+    matches!(a, Value::Object(a) if same_entries(a, b))
+}
+
+fn same_entries(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, va), (kb, vb))| ka == kb && same_value(va, vb))
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => same_entries(a, b),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_value(x, y))
+        }
+        _ => a == b,
+    }
+}
+
+/// The original text cut into lines, with the line range of each top-level entry.
+struct Layout<'t> {
+    lines: Vec<&'t str>,
+    entries: Vec<Entry>,
+    /// Index of the line where the mapping's body ends (a `...` marker or EOF).
+    body_end: usize,
+    newline: &'static str,
+}
+
+struct Entry {
+    key: String,
+    start: usize,
+    /// Exclusive; trailing blank and column-0 comment lines are left out because
+    /// they introduce whatever follows.
+    end: usize,
+}
+
+enum Body {
+    Keep,
+    Replace(String),
+    Removed,
+}
+
+impl<'t> Layout<'t> {
+    /// Returns `None` unless the key lines found are exactly the parsed keys, in order.
+    fn scan(text: &'t str, original: &Map<String, Value>) -> Option<Self> {
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        let mut starts = Vec::new();
+        for (index, line) in lines.iter().enumerate() {
+            if let Some(key_text) = key_text(line) {
+                starts.push((index, key_name(key_text)?));
+            }
+        }
+        if starts.len() != original.len() || starts.iter().zip(original.keys()).any(|((_, a), b)| a != b) {
+            return None;
+        }
+        let first_body_line = starts.last().map_or(0, |(index, _)| *index);
+        let body_end = (first_body_line..lines.len())
+            .find(|&i| is_marker(trim_eol(lines[i]), "..."))
+            .unwrap_or(lines.len());
+        let mut entries = Vec::with_capacity(starts.len());
+        for (position, (start, key)) in starts.iter().enumerate() {
+            let mut end = starts.get(position + 1).map_or(body_end, |(next, _)| *next);
+            while end > start + 1 && is_trailing_filler(lines[end - 1]) {
+                end -= 1;
+            }
+            entries.push(Entry {
+                key: key.clone(),
+                start: *start,
+                end,
+            });
+        }
+        let newline = if lines.first().is_some_and(|l| l.ends_with("\r\n")) {
+            "\r\n"
+        } else {
+            "\n"
+        };
+        Some(Layout {
+            lines,
+            entries,
+            body_end,
+            newline,
+        })
+    }
+
+    fn apply(&self, edits: &[Edit]) -> String {
+        let mut bodies: Vec<Body> = self.entries.iter().map(|_| Body::Keep).collect();
+        let mut appended: Vec<(&str, String)> = Vec::new();
+        for edit in edits {
+            let key = match edit {
+                Edit::Set(key, _) | Edit::Remove(key) => *key,
+            };
+            let existing = self
+                .entries
+                .iter()
+                .zip(&bodies)
+                .position(|(entry, body)| entry.key == key && !matches!(body, Body::Removed));
+            match (edit, existing) {
+                (Edit::Set(_, value), Some(index)) => {
+                    bodies[index] = Body::Replace(self.render(key, value));
+                }
+                (Edit::Set(_, value), None) => {
+                    let rendered = self.render(key, value);
+                    match appended.iter_mut().find(|(k, _)| *k == key) {
+                        Some(slot) => slot.1 = rendered,
+                        None => appended.push((key, rendered)),
+                    }
+                }
+                (Edit::Remove(_), Some(index)) => bodies[index] = Body::Removed,
+                (Edit::Remove(_), None) => appended.retain(|(k, _)| *k != key),
+            }
+        }
+
+        let mut out = String::new();
+        let first = self.entries.first().map_or(self.body_end, |e| e.start);
+        out.extend(self.lines[..first].iter().copied());
+        for (index, (entry, body)) in self.entries.iter().zip(&bodies).enumerate() {
+            match body {
+                Body::Keep => out.extend(self.lines[entry.start..entry.end].iter().copied()),
+                Body::Replace(rendered) => out.push_str(rendered),
+                Body::Removed => {}
+            }
+            let gap_end = self
+                .entries
+                .get(index + 1)
+                .map_or(self.body_end, |next| next.start);
+            out.extend(self.lines[entry.end..gap_end].iter().copied());
+        }
+        if !appended.is_empty() && !out.is_empty() && !out.ends_with('\n') {
+            out.push_str(self.newline);
+        }
+        for (_, rendered) in &appended {
+            out.push_str(rendered);
+        }
+        out.extend(self.lines[self.body_end..].iter().copied());
+        out
+    }
+
+    fn render(&self, key: &str, value: &Value) -> String {
+        let rendered = render_entry(key, value);
+        if self.newline == "\n" {
+            rendered
+        } else {
+            rendered.replace('\n', self.newline)
+        }
+    }
+}
+
+fn trim_eol(line: &str) -> &str {
+    let line = line.strip_suffix('\n').unwrap_or(line);
+    line.strip_suffix('\r').unwrap_or(line)
+}
+
+fn is_trailing_filler(line: &str) -> bool {
+    let line = trim_eol(line);
+    line.trim().is_empty() || line.starts_with('#')
+}
+
+fn is_marker(line: &str, marker: &str) -> bool {
+    line.strip_prefix(marker)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+}
+
+/// The key of a top-level `key: value` line as written (quotes included), or
+/// `None` for any other line.
+fn key_text(line: &str) -> Option<&str> {
+    let line = trim_eol(line);
+    let key_end = match line.chars().next()? {
+        '"' => closing_double_quote(line)?,
+        '\'' => closing_single_quote(line)?,
+        ' ' | '\t' | '#' | '?' | '[' | ']' | '{' | '}' | ',' | '&' | '*' | '!' | '|' | '>' | '%' | '@'
+        | '`' => return None,
+        '-' if is_marker(line, "---") || is_marker(line, "-") => return None,
+        '.' if is_marker(line, "...") => return None,
+        _ => plain_key_end(line)?,
+    };
+    let rest = line[key_end..].trim_start_matches([' ', '\t']);
+    let after_colon = rest.strip_prefix(':')?;
+    (after_colon.is_empty() || after_colon.starts_with([' ', '\t']))
+        .then(|| line[..key_end].trim_end_matches([' ', '\t']))
+}
+
+fn closing_double_quote(line: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (index, byte) in line.bytes().enumerate().skip(1) {
+        match byte {
+            _ if escaped => escaped = false,
+            b'\\' => escaped = true,
+            b'"' => return Some(index + 1),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn closing_single_quote(line: &str) -> Option<usize> {
+    let bytes = line.as_bytes();
+    let mut index = 1;
+    while index < bytes.len() {
+        if bytes[index] == b'\'' {
+            if bytes.get(index + 1) == Some(&b'\'') {
+                index += 2;
+                continue;
+            }
+            return Some(index + 1);
+        }
+        index += 1;
+    }
+    None
+}
+
+/// Where a plain key ends: the first `:` followed by a blank, unless a
+/// comment starts before it.
+fn plain_key_end(line: &str) -> Option<usize> {
+    let bytes = line.as_bytes();
+    for index in 0..bytes.len() {
+        match bytes[index] {
+            b'#' if index > 0 && matches!(bytes[index - 1], b' ' | b'\t') => return None,
+            b':' if matches!(bytes.get(index + 1), None | Some(b' ' | b'\t')) => {
+                return Some(index);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Resolves the written key the way the parser does, quotes, escapes and all.
+fn key_name(key_text: &str) -> Option<String> {
+    match parse_document(&format!("{key_text}: ~"), &Budget::default()) {
+        Ok(Value::Object(map)) if map.len() == 1 => map.into_iter().next().map(|(k, _)| k),
+        _ => None,
+    }
+}
+
+fn write_key(out: &mut String, key: &str, value: &Value, indent: usize) {
+    out.push_str(&scalar_text(key));
+    out.push(':');
+    write_after_key(out, value, indent);
+}
+
+fn write_after_key(out: &mut String, value: &Value, indent: usize) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            out.push('\n');
+            write_entries(out, map, indent + 2, false);
+        }
+        Value::Array(items) if !items.is_empty() => {
+            out.push('\n');
+            write_items(out, items, indent + 2, false);
+        }
+        _ => {
+            out.push(' ');
+            out.push_str(&inline_text(value));
+            out.push('\n');
+        }
+    }
+}
+
+/// `at_column` means the cursor already sits at `indent` (right after `- `).
+fn write_entries(out: &mut String, map: &Map<String, Value>, indent: usize, at_column: bool) {
+    for (index, (key, value)) in map.iter().enumerate() {
+        if index > 0 || !at_column {
+            out.push_str(&" ".repeat(indent));
+        }
+        write_key(out, key, value, indent);
+    }
+}
+
+fn write_items(out: &mut String, items: &[Value], indent: usize, at_column: bool) {
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 || !at_column {
+            out.push_str(&" ".repeat(indent));
+        }
+        out.push_str("- ");
+        match item {
+            Value::Object(map) if !map.is_empty() => write_entries(out, map, indent + 2, true),
+            Value::Array(inner) if !inner.is_empty() => write_items(out, inner, indent + 2, true),
+            _ => {
+                out.push_str(&inline_text(item));
+                out.push('\n');
+            }
+        }
+    }
+}
+
+fn inline_text(value: &Value) -> String {
+    match value {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => scalar_text(s),
+        Value::Array(_) => "[]".to_owned(),
+        Value::Object(_) => "{}".to_owned(),
+    }
+}
+
+fn scalar_text(s: &str) -> String {
+    if is_plain_safe(s) {
+        s.to_owned()
+    } else {
+        double_quoted(s)
+    }
+}
+
+/// A conservative character set, then proof from the parser that the text
+/// reads back as this very string both as a key and as a value (so "true",
+/// "123", "1e3", "~" get quoted while timestamps stay plain).
+fn is_plain_safe(s: &str) -> bool {
+    let mut chars = s.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    let safe_first = first.is_ascii_alphanumeric() || matches!(first, '_' | '.' | '/');
+    let safe_rest = chars
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '_' | '.' | '/' | ':' | '@' | '+' | '-'));
+    if !safe_first || !safe_rest || s.ends_with([' ', ':']) || s.contains(": ") {
+        return false;
+    }
+    // Our parser keeps these as strings (`.inf` has no JSON number), but other
+    // tools people use on task files read them as floats or YAML 1.1 booleans.
+    if !matches!(Yaml::from_str(s), Yaml::String(_))
+        || ["y", "n", "yes", "no", "on", "off"]
+            .iter()
+            .any(|word| s.eq_ignore_ascii_case(word))
+    {
+        return false;
+    }
+    let mut expected = Map::new();
+    expected.insert(s.to_owned(), Value::String(s.to_owned()));
+    parse_document(&format!("{s}: {s}\n"), &Budget::default()).is_ok_and(|v| same_mapping(&v, &expected))
+}
+
+/// JSON-style double quoting, with every character that YAML does not treat as
+/// plain printable text escaped (YAML also knows `\u`, so this stays valid).
+fn double_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            ' '..='~' => out.push(c),
+            '\u{A0}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..
+                if !matches!(c, '\u{2028}' | '\u{2029}' | '\u{FEFF}') =>
+            {
+                out.push(c);
+            }
+            '\u{0}'..='\u{FFFF}' => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            _ => out.push_str(&format!("\\U{:08X}", u32::from(c))),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    const TASK: &str = "\
+---
+# leading comment
+id: 2026-02-05T1400-x   # trailing comment
+title: \"Rich Terminal UI\"
+status: pending
+artefacts:
+- a.py
+- b.py
+context:
+  notes:
+  - one
+description: |
+  multi line
+  text
+
+# comment before status
+result:
+  summary: old
+tags: [a, b]
+";
+
+    fn parse(text: &str) -> Value {
+        parse_document(text, &Budget::default()).unwrap()
+    }
+
+    /// Whether `needles` appear in `haystack` in the same order.
+    fn is_subsequence(needles: &[&str], haystack: &[&str]) -> bool {
+        let mut rest = haystack.iter();
+        needles.iter().all(|n| rest.any(|h| h == n))
+    }
+
+    #[test]
+    fn lifecycle_edit_touches_only_edited_lines() {
+        let result = json!({
+            "summary": "done: all good",
+            "files": ["x.rs", "y.rs"],
+            "notes": "first line\nsecond line\n",
+            "checks": [{"name": "fmt", "ok": true}, {"name": "clippy", "ok": true}],
+        });
+        let edits = [
+            Edit::Set("status", json!("assigned")),
+            Edit::Set("assigned_at", json!("2026-02-05T15:00:00Z")),
+            Edit::Set("result", result.clone()),
+        ];
+        let edited = apply(TASK, &edits).unwrap();
+        assert!(edited.surgical);
+        let expected_text = "\
+---
+# leading comment
+id: 2026-02-05T1400-x   # trailing comment
+title: \"Rich Terminal UI\"
+status: assigned
+artefacts:
+- a.py
+- b.py
+context:
+  notes:
+  - one
+description: |
+  multi line
+  text
+
+# comment before status
+result:
+  summary: \"done: all good\"
+  files:
+    - x.rs
+    - y.rs
+  notes: \"first line\\nsecond line\\n\"
+  checks:
+    - name: fmt
+      ok: true
+    - name: clippy
+      ok: true
+tags: [a, b]
+assigned_at: 2026-02-05T15:00:00Z
+";
+        assert_eq!(edited.text, expected_text);
+
+        let old: Vec<&str> = TASK.lines().collect();
+        let new: Vec<&str> = edited.text.lines().collect();
+        let untouched: Vec<&str> = old
+            .iter()
+            .copied()
+            .filter(|l| !matches!(*l, "status: pending" | "result:" | "  summary: old"))
+            .collect();
+        assert!(is_subsequence(&untouched, &new));
+
+        let value = parse(&edited.text);
+        assert_eq!(value["status"], "assigned");
+        assert_eq!(value["assigned_at"], "2026-02-05T15:00:00Z");
+        assert_eq!(value["result"], result);
+        assert_eq!(value["description"], "multi line\ntext\n");
+    }
+
+    #[test]
+    fn remove_keeps_surrounding_comments() {
+        let edited = apply(TASK, &[Edit::Remove("result"), Edit::Remove("title")]).unwrap();
+        assert!(edited.surgical);
+        let expected = TASK
+            .replace("title: \"Rich Terminal UI\"\n", "")
+            .replace("result:\n  summary: old\n", "");
+        assert_eq!(edited.text, expected);
+        assert!(edited.text.contains("# comment before status\ntags"));
+    }
+
+    #[test]
+    fn adds_keys_at_the_end() {
+        let edited = apply(
+            "a: 1 # one\nb: 2\n",
+            &[
+                Edit::Set("c", json!({"x": [], "z": {}})),
+                Edit::Set("d", json!(null)),
+            ],
+        )
+        .unwrap();
+        assert!(edited.surgical);
+        assert_eq!(edited.text, "a: 1 # one\nb: 2\nc:\n  x: []\n  z: {}\nd: null\n");
+    }
+
+    #[test]
+    fn adds_a_missing_final_newline_and_respects_document_end() {
+        let edited = apply("a: 1", &[Edit::Set("b", json!(true))]).unwrap();
+        assert_eq!(edited.text, "a: 1\nb: true\n");
+        let edited = apply("a: 1\n# tail\n...\n", &[Edit::Set("b", json!("x"))]).unwrap();
+        assert!(edited.surgical);
+        assert_eq!(edited.text, "a: 1\n# tail\nb: x\n...\n");
+    }
+
+    #[test]
+    fn set_then_remove_and_remove_then_set() {
+        let edited = apply(
+            "a: 1\nb: 2\n",
+            &[
+                Edit::Set("n", json!(1)),
+                Edit::Remove("n"),
+                Edit::Remove("a"),
+                Edit::Set("a", json!(3)),
+            ],
+        )
+        .unwrap();
+        assert!(edited.surgical);
+        assert_eq!(edited.text, "b: 2\na: 3\n");
+    }
+
+    #[test]
+    fn quoted_keys() {
+        let text = "\"status\": x\n'it''s': y # c\n\"a\\\"b\": z\n";
+        let edited = apply(
+            text,
+            &[
+                Edit::Set("status", json!("done")),
+                Edit::Set("a\"b", json!(2)),
+                Edit::Set("it's", json!("q")),
+            ],
+        )
+        .unwrap();
+        assert!(edited.surgical);
+        assert_eq!(edited.text, "status: done\n\"it's\": q\n\"a\\\"b\": 2\n");
+    }
+
+    #[test]
+    fn crlf_line_endings_are_kept() {
+        let text = "# c\r\nid: x\r\nstatus: pending\r\nlist:\r\n- a\r\nend: 1\r\n";
+        let edited = apply(
+            text,
+            &[
+                Edit::Set("status", json!("assigned")),
+                Edit::Set("list", json!(["b"])),
+                Edit::Set("new", json!("fresh")),
+            ],
+        )
+        .unwrap();
+        assert!(edited.surgical);
+        assert_eq!(
+            edited.text,
+            "# c\r\nid: x\r\nstatus: assigned\r\nlist:\r\n  - b\r\nend: 1\r\nnew: fresh\r\n"
+        );
+    }
+
+    #[test]
+    fn flow_root_falls_back_to_re_emitting() {
+        let edited = apply("{a: 1, b: [x]} # c\n", &[Edit::Set("c", json!("z"))]).unwrap();
+        assert!(!edited.surgical);
+        assert_eq!(edited.text, "a: 1\nb:\n  - x\nc: z\n");
+
+        let edited = apply("a: 1\n", &[Edit::Remove("a")]).unwrap();
+        assert!(!edited.surgical);
+        assert_eq!(parse(&edited.text), json!({}));
+    }
+
+    #[test]
+    fn broken_layouts_fall_back() {
+        // Removing the anchor's owner would leave a dangling alias.
+        let edited = apply("a: &x 1\nb: *x\n", &[Edit::Remove("a")]).unwrap();
+        assert!(!edited.surgical);
+        assert_eq!(edited.text, "b: 1\n");
+    }
+
+    #[test]
+    fn errors() {
+        assert!(matches!(apply("- a\n- b\n", &[]), Err(EditError::NotAMapping)));
+        let err = apply("a: [\n", &[]).unwrap_err();
+        assert!(
+            matches!(err, EditError::Parse(YamlError::Syntax { .. })),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("cannot parse the YAML document: line ")
+        );
+    }
+
+    #[test]
+    fn rendering_quotes_only_what_needs_it() {
+        for plain in [
+            "pending",
+            "2026-02-05T14:00:00Z",
+            "a.py",
+            "src/main.rs",
+            "x y",
+            "a:b",
+        ] {
+            assert_eq!(render_entry("k", &json!(plain)), format!("k: {plain}\n"));
+        }
+        for quoted in [
+            "", "true", "null", "~", "123", "1.5", "1e3", "0x1F", "a: b", "a #b", " x", "x ", "-x", "x:",
+            "yes", ".inf",
+        ] {
+            let line = render_entry("k", &json!(quoted));
+            assert!(line.starts_with("k: \""), "{quoted:?} -> {line:?}");
+        }
+        assert_eq!(render_entry("1", &json!(1)), "\"1\": 1\n");
+        assert_eq!(
+            render_entry("m", &json!([[1, 2], [], {"a": [3]}])),
+            "m:\n  - - 1\n    - 2\n  - []\n  - a:\n      - 3\n"
+        );
+    }
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+            tricky_string().prop_map(Value::String),
+        ]
+    }
+
+    fn tricky_string() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "true",
+                "1e3",
+                "null",
+                "~",
+                "a: b",
+                "#x",
+                "x #y",
+                " lead",
+                "trail ",
+                "é ü 日本",
+                "'q'",
+                "\"dq\"",
+                "line\nbreak",
+                "\u{85}",
+                "\u{FEFF}",
+                "---",
+                "...",
+                "- item",
+                "2026-02-05T14:00:00Z",
+                "key:",
+                "[x]",
+                "{y}",
+                "&a",
+                "*a",
+                "!t",
+                "%d",
+                "@x",
+            ])
+            .prop_map(str::to_owned),
+            "[a-z0-9 :#'\"\\-.\n]{0,12}",
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((key(), inner), 0..4)
+                    .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => "[a-z_]{1,6}",
+            1 => tricky_string(),
+            1 => any::<String>(),
+        ]
+    }
+
+    fn edit_ops() -> impl Strategy<Value = Vec<(bool, String, Value)>> {
+        prop::collection::vec((any::<bool>(), key(), value()), 0..6)
+    }
+
+    proptest! {
+        #[test]
+        fn render_entry_round_trips(key in key(), value in value()) {
+            let text = render_entry(&key, &value);
+            let mut expected = Map::new();
+            expected.insert(key, value);
+            let parsed = parse_document(&text, &Budget::default());
+            prop_assert!(
+                parsed.as_ref().is_ok_and(|v| same_mapping(v, &expected)),
+                "{text:?} -> {parsed:?}"
+            );
+        }
+
+        #[test]
+        fn edits_of_rendered_maps_parse_to_the_expected_map(
+            pairs in prop::collection::vec((key(), value()), 1..6),
+            ops in edit_ops(),
+            pick in prop::collection::vec(any::<prop::sample::Index>(), 6),
+        ) {
+            let original: Map<String, Value> = pairs.into_iter().collect();
+            let text = render_document(&original);
+            let keys: Vec<&String> = original.keys().collect();
+            // Half the edits target existing keys, so updates and removals happen.
+            let edits: Vec<Edit> = ops
+                .iter()
+                .zip(&pick)
+                .enumerate()
+                .map(|(i, ((set, key, value), index))| {
+                    let key = if i % 2 == 0 { index.get(&keys).as_str() } else { key.as_str() };
+                    if *set { Edit::Set(key, value.clone()) } else { Edit::Remove(key) }
+                })
+                .collect();
+            let mut expected = original.clone();
+            for edit in &edits {
+                match edit {
+                    Edit::Set(k, v) => { expected.insert((*k).to_owned(), v.clone()); }
+                    Edit::Remove(k) => { expected.shift_remove(*k); }
+                }
+            }
+            let edited = apply(&text, &edits).unwrap();
+            let parsed = parse_document(&edited.text, &Budget::default());
+            prop_assert!(
+                parsed.as_ref().is_ok_and(|v| same_mapping(v, &expected)),
+                "{text:?} {edits:?} -> {:?} = {parsed:?}", edited.text
+            );
+            prop_assert_eq!(edited.surgical, !expected.is_empty(), "{:?}", edited.text);
+        }
+    }
+}

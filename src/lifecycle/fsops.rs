@@ -1,0 +1,232 @@
+//! Durable file primitives. `rename` is atomic but not durable, so every change goes
+//! temp file in the destination directory → fsync file → rename → fsync directory; a move
+//! fsyncs both directories. Reads never follow symlinks and never read more than a cap.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+/// An I/O failure with the operation and the path it concerned.
+#[derive(Debug)]
+pub struct FsError {
+    pub op: &'static str,
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+impl std::fmt::Display for FsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot {} {}: {}", self.op, self.path.display(), self.source)
+    }
+}
+
+impl std::error::Error for FsError {}
+
+pub fn ctx<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FsError + 'a {
+    move |source| FsError {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What identifies one version of a file cheaply: if none of these changed, neither did it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+impl Fingerprint {
+    pub fn of(meta: &fs::Metadata) -> Fingerprint {
+        Fingerprint {
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+
+    pub fn modified(&self) -> SystemTime {
+        let ns = self.mtime_ns.max(0) as u128;
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(ns as u64)
+    }
+}
+
+/// Why a file in a task folder cannot be read as a task.
+#[derive(Debug)]
+pub enum ReadRefusal {
+    Symlink,
+    Directory,
+    NotRegular,
+    TooLarge { size: u64, max: u64 },
+    Io(FsError),
+}
+
+/// Read a regular file of at most `max` bytes without following a symlink. The file type is
+/// checked on the opened descriptor, so a file swapped in between stat and open is still caught.
+pub fn read_task_file(path: &Path, max: u64) -> Result<(Vec<u8>, Fingerprint), ReadRefusal> {
+    let meta = fs::symlink_metadata(path).map_err(|e| ReadRefusal::Io(ctx("stat", path)(e)))?;
+    refuse_special(&meta)?;
+    if meta.len() > max {
+        return Err(ReadRefusal::TooLarge {
+            size: meta.len(),
+            max,
+        });
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                ReadRefusal::Symlink
+            } else {
+                ReadRefusal::Io(ctx("open", path)(e))
+            }
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| ReadRefusal::Io(ctx("stat", path)(e)))?;
+    refuse_special(&meta)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    Read::by_ref(&mut file)
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ReadRefusal::Io(ctx("read", path)(e)))?;
+    if bytes.len() as u64 > max {
+        return Err(ReadRefusal::TooLarge {
+            size: bytes.len() as u64,
+            max,
+        });
+    }
+    Ok((bytes, Fingerprint::of(&meta)))
+}
+
+fn refuse_special(meta: &fs::Metadata) -> Result<(), ReadRefusal> {
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        Err(ReadRefusal::Symlink)
+    } else if ft.is_dir() {
+        Err(ReadRefusal::Directory)
+    } else if !ft.is_file() {
+        Err(ReadRefusal::NotRegular)
+    } else {
+        Ok(())
+    }
+}
+
+pub fn fsync_dir(dir: &Path) -> Result<(), FsError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(ctx("fsync directory", dir))
+}
+
+pub fn create_dir_all(dir: &Path) -> Result<(), FsError> {
+    fs::create_dir_all(dir).map_err(ctx("create directory", dir))
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A dot-name in `dir` that no other writer uses: never read by the daemon, cleaned at start.
+pub fn temp_path(dir: &Path) -> PathBuf {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".agentplane-{}-{n}.tmp", std::process::id()))
+}
+
+/// Write `bytes` to a temp file next to `dest` and fsync it; the caller renames it into place.
+/// Returns the temp path.
+pub fn write_temp(dest: &Path, bytes: &[u8]) -> Result<PathBuf, FsError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let tmp = temp_path(dir);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(ctx("create", &tmp))?;
+    file.write_all(bytes).map_err(ctx("write", &tmp))?;
+    file.sync_data().map_err(ctx("fsync", &tmp))?;
+    Ok(tmp)
+}
+
+pub fn rename(from: &Path, to: &Path) -> Result<(), FsError> {
+    fs::rename(from, to).map_err(ctx("rename into place", to))
+}
+
+/// Durably replace (or create) `dest` with `bytes`: temp + fsync + rename + fsync directory.
+pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    let tmp = write_temp(dest, bytes)?;
+    rename(&tmp, dest)?;
+    fsync_dir(dest.parent().unwrap_or(Path::new(".")))
+}
+
+/// Remove a file; a file that is already gone is fine (recovery redoes removals).
+pub fn remove_file(path: &Path) -> Result<(), FsError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(ctx("remove", path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// The inode of a path without following symlinks, if it exists.
+pub fn inode(path: &Path) -> Option<u64> {
+    fs::symlink_metadata(path).ok().map(|m| m.ino())
+}
+
+/// A name in `dir` that does not exist yet: `name`, else `name.1`, `name.2`, …
+pub fn free_name(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if fs::symlink_metadata(&first).is_err() {
+        return first;
+    }
+    (1..)
+        .map(|n| dir.join(format!("{name}.{n}")))
+        .find(|p| fs::symlink_metadata(p).is_err())
+        .expect("some suffix is free")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_symlinks_fifos_dirs_and_big_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.yaml");
+        fs::write(&real, b"a: 1\n").unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link.yaml")).unwrap();
+        fs::create_dir(dir.path().join("d.yaml")).unwrap();
+        let fifo = dir.path().join("f.yaml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(read_task_file(&real, 100).is_ok());
+        assert!(matches!(
+            read_task_file(&dir.path().join("link.yaml"), 100),
+            Err(ReadRefusal::Symlink)
+        ));
+        assert!(matches!(
+            read_task_file(&dir.path().join("d.yaml"), 100),
+            Err(ReadRefusal::Directory)
+        ));
+        assert!(matches!(read_task_file(&fifo, 100), Err(ReadRefusal::NotRegular)));
+        assert!(matches!(
+            read_task_file(&real, 2),
+            Err(ReadRefusal::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_free_name_suffixes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.yaml");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(free_name(dir.path(), "x.yaml"), dir.path().join("x.yaml.1"));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp files left");
+    }
+}

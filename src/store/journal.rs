@@ -1,0 +1,244 @@
+//! The event journal `events.jsonl`: open with recovery (a torn last line is truncated,
+//! corruption before the end is fatal with its line number), and group-committed appends
+//! (many events, one write, one fsync). Only the daemon holding the root lock appends.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::clock;
+use crate::event::{self, Event};
+
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+    next_seq: u64,
+}
+
+/// What `open` found and did.
+pub struct Opened {
+    pub journal: Journal,
+    pub events: Vec<Event>,
+    /// Bytes cut off the end because the last line was torn by a crash.
+    pub truncated_bytes: u64,
+}
+
+#[derive(Debug)]
+pub enum JournalError {
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        source: io::Error,
+    },
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        detail: String,
+    },
+}
+
+impl std::fmt::Display for JournalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JournalError::Io { path, op, source } => {
+                write!(f, "cannot {op} {}: {source}", path.display())
+            }
+            JournalError::Corrupt { path, line, detail } => write!(
+                f,
+                "{}:{line}: corrupt event ({detail}); the log is the source of truth, so the daemon \
+                 will not start over it. Inspect that line; if it cannot be repaired, move the file \
+                 aside and restart (tasks are then rediscovered from their files)",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for JournalError {}
+
+fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> JournalError + 'a {
+    move |source| JournalError::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
+}
+
+/// Split the journal text into verified events. Returns the events, the byte length of the
+/// valid prefix, and whether the tail after it is a torn last line.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Event>, usize), JournalError> {
+    let mut events = Vec::new();
+    let mut offset = 0;
+    let mut line_no = 0;
+    let mut last_seq = 0;
+    while offset < bytes.len() {
+        line_no += 1;
+        let end = bytes[offset..].iter().position(|&b| b == b'\n');
+        let is_last = end.is_none_or(|e| offset + e + 1 == bytes.len());
+        let line_end = end.map_or(bytes.len(), |e| offset + e);
+        let decoded = std::str::from_utf8(&bytes[offset..line_end])
+            .map_err(|_| event::DecodeError::Json("not UTF-8".into()))
+            .and_then(event::decode);
+        match decoded {
+            // A line without its newline was cut short by a crash, even if it parses.
+            Ok(ev) if end.is_some() && ev.seq > last_seq => {
+                last_seq = ev.seq;
+                events.push(ev);
+                offset = line_end + 1;
+            }
+            Ok(ev) if end.is_some() => {
+                return Err(JournalError::Corrupt {
+                    path: path.to_path_buf(),
+                    line: line_no,
+                    detail: format!("seq {} does not follow {last_seq}", ev.seq),
+                });
+            }
+            _ if is_last => break,
+            Err(e) => {
+                return Err(JournalError::Corrupt {
+                    path: path.to_path_buf(),
+                    line: line_no,
+                    detail: e.to_string(),
+                });
+            }
+            Ok(_) => unreachable!("a parsed line with a newline is handled above"),
+        }
+    }
+    Ok((events, offset))
+}
+
+impl Journal {
+    /// Open (creating) the journal, verify every line, and cut a torn last line.
+    pub fn open(path: &Path) -> Result<Opened, JournalError> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io_err(path, "open the event log"))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(io_err(path, "read the event log"))?;
+        let (events, valid_len) = parse(path, &bytes)?;
+        let truncated_bytes = (bytes.len() - valid_len) as u64;
+        if truncated_bytes > 0 {
+            file.set_len(valid_len as u64)
+                .map_err(io_err(path, "truncate the torn last line of"))?;
+            file.sync_all().map_err(io_err(path, "fsync"))?;
+        }
+        file.seek(SeekFrom::End(0)).map_err(io_err(path, "seek in"))?;
+        let next_seq = events.last().map_or(1, |e| e.seq + 1);
+        Ok(Opened {
+            journal: Journal {
+                file,
+                path: path.to_path_buf(),
+                next_seq,
+            },
+            events,
+            truncated_bytes,
+        })
+    }
+
+    /// Give an event the next `seq` and the current time. Events are stamped when they are
+    /// decided, so the state can refer to them before the batch is written.
+    pub fn stamp(&mut self, ev: &mut Event) {
+        ev.seq = self.next_seq;
+        self.next_seq += 1;
+        ev.ts = clock::now_millis();
+    }
+
+    /// Write stamped events (unstamped ones are stamped here) in one go and fsync. When this
+    /// returns Ok the events are durable; an error is fatal for the daemon (a failed fsync
+    /// cannot be retried safely).
+    pub fn append(&mut self, events: &mut [Event]) -> Result<(), JournalError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut buf = String::with_capacity(events.len() * 256);
+        for ev in events.iter_mut() {
+            if ev.seq == 0 {
+                self.stamp(ev);
+            }
+            buf.push_str(&event::encode(ev));
+            buf.push('\n');
+        }
+        self.file
+            .write_all(buf.as_bytes())
+            .map_err(io_err(&self.path, "append to the event log"))?;
+        self.file
+            .sync_data()
+            .map_err(io_err(&self.path, "fsync the event log"))
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+}
+
+/// Read the journal without opening it for writing (for tools and tests).
+pub fn read_all(path: &Path) -> Result<Vec<Event>, JournalError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(path, "read the event log")(e)),
+    };
+    parse(path, &bytes).map(|(events, _)| events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn append_n(path: &Path, n: usize) {
+        let mut j = Journal::open(path).unwrap().journal;
+        let mut evs: Vec<Event> = (0..n)
+            .map(|i| Event::task("task_received", &format!("t{i}")))
+            .collect();
+        j.append(&mut evs).unwrap();
+    }
+
+    #[test]
+    fn appends_survive_reopen_with_increasing_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        append_n(&path, 3);
+        append_n(&path, 2);
+        let opened = Journal::open(&path).unwrap();
+        let seqs: Vec<u64> = opened.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+        assert_eq!(opened.truncated_bytes, 0);
+    }
+
+    #[test]
+    fn torn_last_line_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        append_n(&path, 3);
+        let full = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &full[..full.len() - 10]).unwrap();
+        let opened = Journal::open(&path).unwrap();
+        assert_eq!(opened.events.len(), 2);
+        assert!(opened.truncated_bytes > 0);
+        drop(opened);
+        append_n(&path, 1);
+        let again = Journal::open(&path).unwrap();
+        assert_eq!(
+            again.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn corruption_before_the_end_is_fatal_with_line_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        append_n(&path, 3);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("t1", "tX", 1)).unwrap();
+        match Journal::open(&path) {
+            Err(JournalError::Corrupt { line, .. }) => assert_eq!(line, 2),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("corruption was accepted"),
+        }
+    }
+}

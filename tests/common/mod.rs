@@ -1,0 +1,201 @@
+//! Shared harness of the integration tests: a temp root, the real `agentplane` binary,
+//! fake agents as small shell scripts, and helpers to wait for and inspect the folders.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_agentplane");
+
+pub struct Root {
+    pub dir: tempfile::TempDir,
+}
+
+impl Root {
+    /// A fresh root made by `agentplane init`, with `config` as agentplane.yaml.
+    pub fn new(config: &str) -> Root {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = Command::new(BIN)
+            .arg("init")
+            .arg(dir.path())
+            .output()
+            .expect("run init");
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(dir.path().join("agentplane.yaml"), config).unwrap();
+        Root { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn collab(&self, rel: &str) -> PathBuf {
+        self.p(&format!("work/collaboration/{rel}"))
+    }
+
+    /// Write a fake agent script under `agents/NAME.sh` and return its path.
+    pub fn agent_script(&self, name: &str, body: &str) -> String {
+        let path = self.p(&format!("agents/{name}.sh"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    /// Drop a file into the inbox the way careful writers do: write a dot-file, rename in.
+    pub fn drop_task(&self, name: &str, content: &str) {
+        let tmp = self.collab(&format!("inbox/.{name}.partial"));
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, self.collab(&format!("inbox/{name}"))).unwrap();
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--root")
+            .arg(self.path())
+            .args(args)
+            .output()
+            .expect("run agentplane")
+    }
+
+    /// `daemon --once`, which must finish within a minute.
+    pub fn run_once(&self) -> Output {
+        let mut child = self.spawn_daemon(&["--once"]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                let out = child.wait_with_output().unwrap();
+                return out;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "daemon --once did not finish: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn run_once_ok(&self) -> String {
+        let out = self.run_once();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "daemon --once failed ({:?}): {stderr}",
+            out.status
+        );
+        stderr
+    }
+
+    pub fn spawn_daemon(&self, extra: &[&str]) -> Child {
+        Command::new(BIN)
+            .arg("--root")
+            .arg(self.path())
+            .arg("daemon")
+            .args(extra)
+            .env("AGENTPLANE_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn daemon")
+    }
+
+    /// Every event in the log, parsed.
+    pub fn events(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.p("work/.agentplane/events.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("event line is JSON"))
+            .collect()
+    }
+
+    pub fn events_named(&self, name: &str) -> Vec<Value> {
+        self.events().into_iter().filter(|e| e["event"] == name).collect()
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.collab(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        self.collab(rel).exists()
+    }
+
+    /// All files under work/collaboration, relative to it, dot-files excluded.
+    pub fn files(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(&self.collab(""), &self.collab(""), &mut out);
+        out.sort();
+        out
+    }
+
+    /// A parsed task file (as JSON, via the binary's own parser semantics being YAML ⊇ JSON
+    /// is not needed: tests read the few keys they check with `yaml_value`).
+    pub fn field(&self, rel: &str, key: &str) -> Option<String> {
+        yaml_field(&self.read(rel), key)
+    }
+}
+
+fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            walk(base, &p, out);
+        } else {
+            out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+        }
+    }
+}
+
+/// The scalar value of a top-level `key:` line (quotes stripped). Enough for lifecycle keys.
+pub fn yaml_field(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(key)?.strip_prefix(':')?;
+        Some(rest.trim().trim_matches('"').trim_matches('\'').to_string())
+    })
+}
+
+/// Poll until `cond` holds; panic with `what` after `secs`.
+pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn sigterm(child: &Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+}
+
+/// Is any process of this process group still alive?
+pub fn group_alive(pgid: i32) -> bool {
+    unsafe { libc::kill(-pgid, 0) == 0 }
+}
+
+pub fn stop_daemon(mut child: Child) -> Output {
+    sigterm(&child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}

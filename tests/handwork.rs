@@ -1,0 +1,121 @@
+//! Hand work and surgical edits: tasks of agents without a command wait; editing `status`
+//! moves the file where its status belongs, an illegal edit is reported and left alone; every
+//! daemon edit changes only lifecycle lines, so comments and formatting survive.
+
+mod common;
+use common::*;
+
+const COMMENTED: &str = "# Task written by a human, with comments.\nid: hand-1   # stable id\nagent: reviewer\ntitle: \"Review the PR\"   # quoted on purpose\n\n# Context block\ncontext:\n  notes:\n    - look at   the tests\n    - 'single quoted'\npriority: normal\nartefacts: [a.md, b.md]\ndescription: |\n  Keep this\n    indented text.\n";
+
+/// Lines of `after` that are not in `before`, and lines of `before` missing from `after`.
+fn diff(before: &str, after: &str) -> (Vec<String>, Vec<String>) {
+    let b: Vec<&str> = before.lines().collect();
+    let a: Vec<&str> = after.lines().collect();
+    let added = a
+        .iter()
+        .filter(|l| !b.contains(l))
+        .map(|l| l.to_string())
+        .collect();
+    let removed = b
+        .iter()
+        .filter(|l| !a.contains(l))
+        .map(|l| l.to_string())
+        .collect();
+    (added, removed)
+}
+
+fn lifecycle_line(l: &str) -> bool {
+    [
+        "status:",
+        "assigned_at:",
+        "started_at:",
+        "completed_at:",
+        "created_at:",
+        "result:",
+        "error:",
+        "  ",
+    ]
+    .iter()
+    .any(|p| l.starts_with(p))
+}
+
+#[test]
+fn intake_of_a_commented_file_changes_only_lifecycle_lines() {
+    let root = Root::new("agents:\n  reviewer: {}\n");
+    root.drop_task("hand.yaml", COMMENTED);
+    root.run_once_ok();
+    let after = root.read("assigned/reviewer/hand-1.yaml");
+    let (added, removed) = diff(COMMENTED, &after);
+    assert!(
+        removed.is_empty(),
+        "nothing of the author's is lost: {removed:?}\n{after}"
+    );
+    assert!(
+        added.iter().all(|l| lifecycle_line(l)),
+        "only lifecycle lines added: {added:?}"
+    );
+    assert!(
+        after.starts_with("# Task written by a human, with comments.\nid: hand-1   # stable id\n"),
+        "{after}"
+    );
+}
+
+#[test]
+fn status_edits_move_the_file_and_illegal_ones_are_reported() {
+    let root = Root::new("settle_ms: 20\nagents:\n  reviewer: {}\n");
+    root.drop_task("hand.yaml", COMMENTED);
+    let daemon = root.spawn_daemon(&[]);
+    wait_for(30, "assigned", || root.exists("assigned/reviewer/hand-1.yaml"));
+    // A human starts the task.
+    let path = root.collab("assigned/reviewer/hand-1.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("status: assigned", "status: in_progress");
+    std::fs::write(&path, &text).unwrap();
+    wait_for(30, "in_progress recorded", || {
+        root.events()
+            .iter()
+            .any(|e| e["event"] == "task_edited" && e["to"] == "in_progress")
+    });
+    assert!(root.read("assigned/reviewer/hand-1.yaml").contains("started_at:"));
+    // … and finishes it with a result.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("status: in_progress", "status: done")
+        + "result:\n  summary: looks good\n";
+    std::fs::write(&path, &text).unwrap();
+    wait_for(30, "moved to done", || root.exists("done/reviewer/hand-1.yaml"));
+    let done = root.read("done/reviewer/hand-1.yaml");
+    assert!(
+        done.contains("# Context block") && done.contains("looks good"),
+        "{done}"
+    );
+    // An illegal edit: done → in_progress is reported, the file stays.
+    let done_path = root.collab("done/reviewer/hand-1.yaml");
+    std::fs::write(&done_path, done.replace("status: done", "status: in_progress")).unwrap();
+    wait_for(30, "illegal edit reported", || {
+        root.events()
+            .iter()
+            .any(|e| e["event"] == "problem_detected" && e["data"]["kind"] == "illegal_edit")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(done_path.exists(), "file left where it is");
+    assert!(
+        root.read("done/reviewer/hand-1.yaml")
+            .contains("status: in_progress"),
+        "file left as it is"
+    );
+    assert!(stop_daemon(daemon).status.success());
+}
+
+#[test]
+fn tasks_of_agents_without_a_command_wait() {
+    let root = Root::new("agents:\n  reviewer: {}\n");
+    root.drop_task("hand.yaml", "id: waits\nagent: reviewer\ntitle: Wait for me\n");
+    root.run_once_ok();
+    assert_eq!(
+        root.field("assigned/reviewer/waits.yaml", "status").as_deref(),
+        Some("assigned")
+    );
+    assert!(root.events_named("task_started").is_empty());
+}

@@ -1,0 +1,240 @@
+//! Intake: valid tasks become assigned/<agent>/<id>.yaml with the events durable first;
+//! every kind of bad input goes to rejected/ byte for byte with a reason that says what to do.
+
+mod common;
+use common::*;
+
+const CFG: &str = "settle_ms: 50\n";
+
+#[test]
+fn valid_task_is_assigned_with_generated_id_and_events_logged() {
+    let root = Root::new(CFG);
+    root.drop_task(
+        "fix.yaml",
+        "agent: bot\ntitle: Fix the login bug\npriority: HIGH\n",
+    );
+    root.drop_task(
+        "given.yml",
+        "id: given-id-1\nagent: bot\ntitle: Given id\nstatus: new\n",
+    );
+    root.run_once_ok();
+    let files = root.files();
+    let generated: Vec<&String> = files
+        .iter()
+        .filter(|f| f.starts_with("assigned/bot/") && f.contains("-bot-fix-the-login-bug"))
+        .collect();
+    assert_eq!(generated.len(), 1, "{files:?}");
+    let rel = generated[0].clone();
+    assert_eq!(root.field(&rel, "status").as_deref(), Some("assigned"));
+    assert_eq!(
+        root.field(&rel, "priority").as_deref(),
+        Some("high"),
+        "priority written back lower case"
+    );
+    let id = root.field(&rel, "id").unwrap();
+    assert!(rel.ends_with(&format!("{id}.yaml")));
+    assert!(root.field(&rel, "assigned_at").unwrap().ends_with('Z'));
+    assert!(root.exists("assigned/bot/given-id-1.yaml"), "{files:?}");
+    assert!(!root.exists("inbox/fix.yaml") && !root.exists("inbox/given.yml"));
+    let assigned = root.events_named("task_assigned");
+    assert_eq!(assigned.len(), 2);
+    assert!(
+        assigned
+            .iter()
+            .all(|e| e["crc"].is_string() && e["seq"].as_u64().unwrap() > 0)
+    );
+    assert_eq!(root.events_named("task_received").len(), 2);
+}
+
+#[test]
+fn dot_files_and_editor_temp_files_are_never_read() {
+    let root = Root::new(CFG);
+    for name in [
+        ".hidden.yaml",
+        "x.yaml~",
+        "x.yaml.tmp",
+        "x.yaml.partial",
+        ".x.yaml.swp",
+        "notes.txt",
+    ] {
+        std::fs::write(root.collab(&format!("inbox/{name}")), "agent: bot\ntitle: t\n").unwrap();
+    }
+    root.run_once_ok();
+    for name in [
+        ".hidden.yaml",
+        "x.yaml~",
+        "x.yaml.tmp",
+        "x.yaml.partial",
+        ".x.yaml.swp",
+        "notes.txt",
+    ] {
+        assert!(root.exists(&format!("inbox/{name}")), "{name} must be left alone");
+    }
+    assert!(root.events_named("task_received").is_empty());
+    assert!(root.events_named("task_rejected").is_empty());
+}
+
+#[test]
+fn a_plain_write_in_chunks_is_read_only_once_complete() {
+    use std::io::Write;
+    let root = Root::new("settle_ms: 200\n");
+    let daemon = root.spawn_daemon(&[]);
+    wait_for(30, "daemon ready", || {
+        root.events_named("daemon_started").len() == 1
+    });
+    let path = root.collab("inbox/chunked.yaml");
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(b"agent: bot\n").unwrap();
+    f.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    f.write_all(b"title: Written in two chunks\nid: chunky\n")
+        .unwrap();
+    drop(f);
+    wait_for(30, "chunked task assigned", || {
+        root.exists("assigned/bot/chunky.yaml")
+    });
+    let out = stop_daemon(daemon);
+    assert!(out.status.success());
+    assert!(
+        root.events_named("task_rejected").is_empty(),
+        "the half-written file must not be rejected"
+    );
+}
+
+fn assert_rejected(root: &Root, name: &str, original: &[u8], reason_contains: &str) {
+    let rejected = std::fs::read(root.collab(&format!("rejected/{name}")))
+        .unwrap_or_else(|e| panic!("{name} not in rejected/: {e}; files: {:?}", root.files()));
+    assert_eq!(rejected, original, "{name} must be kept byte for byte");
+    let reason = root.read(&format!("rejected/{name}.reason.yaml"));
+    assert!(
+        reason.contains(reason_contains),
+        "{name}: reason {reason:?} lacks {reason_contains:?}"
+    );
+    assert!(
+        reason.contains("what_to_do"),
+        "{name}: reason says what to do: {reason}"
+    );
+    assert!(!root.exists(&format!("inbox/{name}")));
+}
+
+#[test]
+fn every_kind_of_bad_task_is_rejected_with_a_reason() {
+    let root = Root::new("max_task_bytes: 2000\nagents:\n  bot: {}\n");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("notyaml.yaml", b"agent: bot\ntitle: [unclosed\n".to_vec(), "line"),
+        (
+            "twodocs.yaml",
+            b"agent: bot\ntitle: a\n---\nagent: bot\ntitle: b\n".to_vec(),
+            "document",
+        ),
+        ("list.yaml", b"- agent: bot\n- title: x\n".to_vec(), "mapping"),
+        ("latin1.yaml", b"agent: bot\ntitle: caf\xe9\n".to_vec(), "UTF-8"),
+        ("noagent.yaml", b"title: Nobody does this\n".to_vec(), "agent"),
+        ("notitle.yaml", b"agent: bot\n".to_vec(), "title"),
+        (
+            "badid.yaml",
+            b"id: ../../etc/passwd\nagent: bot\ntitle: t\n".to_vec(),
+            "not allowed",
+        ),
+        (
+            "badagent.yaml",
+            b"agent: ../../etc\ntitle: t\n".to_vec(),
+            "not allowed",
+        ),
+        (
+            "done.yaml",
+            b"agent: bot\ntitle: t\nstatus: done\n".to_vec(),
+            "status",
+        ),
+        (
+            "stranger.yaml",
+            b"agent: stranger\ntitle: t\n".to_vec(),
+            "unknown agent",
+        ),
+        (
+            "big.yaml",
+            format!("agent: bot\ntitle: t\ndescription: {}\n", "x".repeat(3000)).into_bytes(),
+            "max_task_bytes",
+        ),
+    ];
+    for (name, bytes, _) in &cases {
+        std::fs::write(root.collab(&format!("inbox/{name}")), bytes).unwrap();
+    }
+    // Old enough that the settle/grace waits do not apply.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    root.run_once_ok();
+    for (name, bytes, why) in &cases {
+        assert_rejected(&root, name, bytes, why);
+    }
+    let rejected = root.events_named("task_rejected");
+    assert_eq!(rejected.len(), cases.len());
+    let yaml_err = root.read("rejected/notyaml.yaml.reason.yaml");
+    assert!(
+        yaml_err.contains("line: ") && yaml_err.contains("column: "),
+        "{yaml_err}"
+    );
+}
+
+#[test]
+fn duplicate_ids_are_rejected() {
+    let root = Root::new(CFG);
+    root.drop_task("a.yaml", "id: same\nagent: bot\ntitle: first\n");
+    root.run_once_ok();
+    root.drop_task("b.yaml", "id: same\nagent: bot\ntitle: second\n");
+    root.run_once_ok();
+    assert!(root.exists("assigned/bot/same.yaml"));
+    assert_rejected(
+        &root,
+        "b.yaml",
+        b"id: same\nagent: bot\ntitle: second\n",
+        "duplicate",
+    );
+}
+
+#[test]
+fn symlinks_fifos_and_directories_are_rejected_unfollowed() {
+    let root = Root::new(CFG);
+    let secret = root.p("secret.yaml");
+    std::fs::write(&secret, "agent: bot\ntitle: secret\n").unwrap();
+    std::os::unix::fs::symlink(&secret, root.collab("inbox/link.yaml")).unwrap();
+    std::fs::create_dir(root.collab("inbox/dir.yaml")).unwrap();
+    let fifo = std::ffi::CString::new(root.collab("inbox/pipe.yaml").to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    root.run_once_ok();
+    let link = root.collab("rejected/link.yaml");
+    assert!(
+        std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(),
+        "the link itself is kept"
+    );
+    assert!(root.collab("rejected/dir.yaml").is_dir());
+    assert!(root.exists("rejected/pipe.yaml.reason.yaml"));
+    assert!(
+        root.read("rejected/link.yaml.reason.yaml")
+            .contains("symbolic link")
+    );
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "agent: bot\ntitle: secret\n"
+    );
+    assert!(root.events_named("task_assigned").is_empty());
+}
+
+#[test]
+fn alias_bomb_is_rejected() {
+    let root = Root::new(CFG);
+    let mut bomb = String::from("agent: bot\ntitle: bomb\na0: &a0 [");
+    bomb.push_str(&vec!["x"; 1000].join(","));
+    bomb.push_str("]\n");
+    for level in 1..=6 {
+        let prev = format!("*a{}", level - 1);
+        bomb.push_str(&format!(
+            "a{level}: &a{level} [{}]\n",
+            [prev.as_str(); 10].join(",")
+        ));
+    }
+    assert!(bomb.len() > 2000 && bomb.len() < 20_000, "{}", bomb.len());
+    std::fs::write(root.collab("inbox/bomb.yaml"), &bomb).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    root.run_once_ok();
+    assert_rejected(&root, "bomb.yaml", bomb.as_bytes(), "alias");
+}
