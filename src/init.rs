@@ -15,7 +15,17 @@ pub fn init(root: &Path) -> Result<Vec<String>, String> {
     ensure_folders(&layout).map_err(|e| e.to_string())?;
     let mut done = vec![format!("folders under {}", layout.collab().display())];
     // Empty folders vanish from git; a marker keeps the skeleton in a clone.
-    for dir in [layout.inbox(), layout.rejected(), layout.fridge()] {
+    let collab = layout.collab();
+    for dir in [
+        layout.inbox(),
+        collab.join("assigned"),
+        collab.join("done"),
+        collab.join("error"),
+        layout.rejected(),
+        layout.fridge(),
+        layout.archive(),
+        layout.status_dir(),
+    ] {
         let keep = dir.join(".gitkeep");
         if !keep.exists() {
             fsops::write_atomic(&keep, b"").map_err(|e| e.to_string())?;
