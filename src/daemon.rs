@@ -142,6 +142,7 @@ pub fn run(root: PathBuf, once: bool) -> Exit {
 
 struct Daemon {
     engine: Engine,
+    committer: Option<crate::audit::Committer>,
     tx: mpsc::UnboundedSender<Msg>,
     stop_senders: HashMap<String, watch::Sender<Option<StopReason>>>,
     ladder: Ladder,
@@ -167,9 +168,11 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
         interrupt: config.interrupt,
         terminate: config.terminate,
     };
+    let committer = crate::audit::Committer::start(&layout.root, &config);
     let (engine, truncated) = Engine::open(layout, config)?;
     let mut d = Daemon {
         engine,
+        committer,
         tx,
         stop_senders: HashMap::new(),
         ladder,
@@ -187,6 +190,7 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
         tracing::warn!(bytes = truncated, "cut a torn last line from the event log");
     }
     d.engine.emit(started_ev);
+    d.engine.housekeeping(SystemTime::now());
     d.round().await?;
     tracing::info!(
         tasks = d.engine.state.tasks.len(),
@@ -217,7 +221,11 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
             Some(hint) = watch_rx.recv() => d.on_hint(hint),
             Some(msg) = rx.recv() => d.on_msg(msg),
             _ = tokio::time::sleep_until(wake.into()) => d.need_intake = true,
-            _ = rescan.tick() => { d.need_full_scan = true; d.need_intake = true; }
+            _ = rescan.tick() => {
+                d.need_full_scan = true;
+                d.need_intake = true;
+                d.engine.housekeeping(SystemTime::now());
+            }
             _ = watchdog_tick.tick(), if watchdog.is_some() => service::notify("WATCHDOG=1"),
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
@@ -337,7 +345,15 @@ impl Daemon {
             }
             self.engine.commit()?;
         }
+        self.flush_audit();
         Ok(())
+    }
+
+    fn flush_audit(&mut self) {
+        let changes = std::mem::take(&mut self.engine.audit);
+        if let Some(c) = &self.committer {
+            changes.into_iter().for_each(|change| c.record(change));
+        }
     }
 
     fn spawn(&mut self, launch: crate::command::run::Launch) {
@@ -388,6 +404,11 @@ impl Daemon {
         }
         self.engine.emit(Event::new("daemon_stopped"));
         self.engine.commit()?;
+        self.flush_audit();
+        // Let the audit thread make its last commit before the process exits.
+        if let Some(c) = self.committer.take() {
+            c.finish();
+        }
         tracing::info!("stopped");
         Ok(())
     }

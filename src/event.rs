@@ -13,11 +13,16 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Events that change a file carry the *intent*: `op`, `src` (the file before), `path` (the
 /// file after), `src_ino` and `src_crc` (identity of the source, so recovery never mistakes a
 /// newer file of the same name for it) and `edits` (lifecycle keys to set, or remove when null).
-/// Recovery re-applies an intent whose source still exists unchanged.
+/// A batch's operations all complete before the next batch is written, so only the last
+/// batch can be unfinished: recovery re-runs its operations, in order, where their source
+/// still exists unchanged.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Event {
     pub v: u32,
     pub seq: u64,
+    /// `seq` of the first event of the group commit this event was written in.
+    #[serde(default)]
+    pub batch: u64,
     pub ts: String,
     pub event: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,6 +3,7 @@
 //! `event`, `layout`, `config` and `clock` are shared vocabulary. See ARCHITECTURE.md.
 
 pub mod adapter;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod command;

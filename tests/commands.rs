@@ -102,7 +102,7 @@ fn freeze_thaw_and_archive_move_the_file() {
     assert!(root.exists("fridge/t1.yaml"));
     assert!(root.cmd(&["thaw", "t1"]).status.success());
     root.run_once_ok();
-    assert!(root.exists("assigned/alice/t1.yaml"));
+    assert!(root.exists("assigned/alice/t1.yaml"), "{:#?}", root.events());
     assert!(root.cmd(&["cancel", "t1"]).status.success());
     root.run_once_ok();
     assert!(root.cmd(&["archive", "t1"]).status.success());

@@ -25,10 +25,7 @@ impl Engine {
                 ev.command = Some(doc);
                 // The command file is removed after the effect; its identity lets recovery
                 // finish that removal without applying the command twice.
-                let ev = ev
-                    .with_data("command_file", Value::String(file.rel.clone()))
-                    .with_data("command_ino", json!(file.ino))
-                    .with_data("command_crc", json!(file.crc));
+                let ev = ev.with_data("command_file", Value::String(file.rel.clone()));
                 let ev = self.fill_source(ev);
                 let retried = (ev.event == "task_retried").then(|| ev.task_id.clone()).flatten();
                 self.emit(ev);
@@ -46,10 +43,18 @@ impl Engine {
             && ev.src.is_none()
             && let Some(entry) = ev.task_id.as_deref().and_then(|id| self.state.tasks.get(id))
         {
+            (ev.src_ino, ev.src_crc) = self.identity(&entry.path);
             ev.src = Some(entry.path.clone());
-            ev.src_ino = crate::lifecycle::fsops::inode(&self.layout.abs(&entry.path));
         }
         ev
+    }
+
+    /// Inode and content checksum of a task file, so recovery can tell it from a newer file.
+    pub(super) fn identity(&self, rel: &str) -> (Option<u64>, Option<u32>) {
+        let path = self.layout.abs(rel);
+        let ino = crate::lifecycle::fsops::inode(&path);
+        let crc = std::fs::read(&path).ok().map(|b| crc32c::crc32c(&b));
+        (ino, crc)
     }
 
     /// Decide what a command does, as the event that records it.
@@ -236,10 +241,7 @@ impl Engine {
                 }
                 ev.event = "task_archived".into();
                 ev.op = Some("move".into());
-                ev.path = Some(format!(
-                    "work/collaboration/archive/{}/{id}.yaml",
-                    clock::year_month(SystemTime::now())
-                ));
+                ev.path = Some(super::housekeeping::archive_path(&entry));
             }
             _ => unreachable!("checked against COMMANDS"),
         }
@@ -261,7 +263,7 @@ impl Engine {
         ev.to = Some(to.as_str().into());
         ev.op = Some("move".into());
         ev.src = Some(entry.path.clone());
-        ev.src_ino = crate::lifecycle::fsops::inode(&self.layout.abs(&entry.path));
+        (ev.src_ino, ev.src_crc) = self.identity(&entry.path);
         ev.path = Some(if entry.in_fridge() {
             entry.path.clone()
         } else {

@@ -2,11 +2,12 @@
 //! every change is an event that is appended and fsynced (group commit: one fsync per batch)
 //! *before* the file operation it orders is performed. Submodules: `intake` (inbox files),
 //! `commands` (command files), `scan` (adoption and hand edits), `dispatch` (governance and
-//! ordering), `run` (children's start and end), `state` (events → state), `perform`
-//! (file operations and their redo). Nothing here reads the SQLite index or the read models.
+//! ordering), `run` (children's start and end), `housekeeping` (archiving, stalls), `state`
+//! (events → state), `perform` (file operations and their redo). Nothing here reads the SQLite index or the read models.
 
 pub mod commands;
 pub mod dispatch;
+pub mod housekeeping;
 pub mod intake;
 pub mod perform;
 pub mod run;
@@ -73,8 +74,39 @@ pub struct Engine {
     /// Task ids whose child is supervised right now by the daemon.
     pub live_children: HashMap<String, Instant>,
     pub draining: bool,
+    /// Tasks already reported as stalled (reported again only after activity resumes).
+    pub stalled: std::collections::HashSet<String>,
+    /// File changes made by committed events, for the git audit trail.
+    pub audit: Vec<crate::audit::Change>,
     /// A changed task file was still being written: look at the folders again after settling.
     pub settle_pending: bool,
+}
+
+/// The paths an event's file operation touched and a line describing it.
+fn audit_change(ev: &Event) -> Option<crate::audit::Change> {
+    ev.op.as_ref()?;
+    let mut paths: Vec<String> = ev.src.iter().chain(ev.path.iter()).cloned().collect();
+    if ev.op.as_deref() == Some("reject")
+        && let Some(p) = &ev.path
+    {
+        paths.push(format!("{p}.reason.yaml"));
+    }
+    if let Some(cmd) = ev.data_str("command_file") {
+        paths.push(cmd.to_string());
+    }
+    let subject = ev
+        .task_id
+        .clone()
+        .unwrap_or_else(|| ev.src.clone().unwrap_or_default());
+    let line = match (&ev.from, &ev.to) {
+        (Some(from), Some(to)) if from != to => format!("{subject}: {from} → {to} ({})", ev.event),
+        _ => format!("{subject}: {}", ev.event),
+    };
+    Some(crate::audit::Change {
+        paths,
+        line,
+        task_id: ev.task_id.clone(),
+    })
 }
 
 impl Engine {
@@ -99,6 +131,8 @@ impl Engine {
             live_children: HashMap::new(),
             draining: false,
             settle_pending: false,
+            audit: Vec::new(),
+            stalled: Default::default(),
         };
         let replayed = opened.events;
         let mut engine = engine;
@@ -124,6 +158,9 @@ impl Engine {
         self.journal.append(&mut batch)?;
         for ev in &batch {
             self.perform(ev, false)?;
+            if let Some(change) = audit_change(ev) {
+                self.audit.push(change);
+            }
         }
         Ok(batch.len())
     }

@@ -2,7 +2,6 @@
 //! operation is idempotent given the event: recovery re-runs the last operation of each task
 //! (and of each inbox file) whose source still exists unchanged.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -157,36 +156,28 @@ impl Engine {
         }
     }
 
-    /// Bring the folders in line with the log after a crash: redo each unfinished operation,
-    /// remove consumed command files, and record children that were running as interrupted.
+    /// Bring the folders in line with the log after a crash: finish the last batch's file
+    /// operations, then record children that were running as interrupted.
     pub(super) fn recover(&mut self, events: &[Event]) -> Result<(), Fatal> {
-        // Only the last operation on a given source can be unfinished: the daemon performs a
-        // batch's operations before it decides the next batch.
-        let mut last_op: HashMap<&str, &Event> = HashMap::new();
-        for ev in events.iter().filter(|e| e.op.is_some()) {
-            if let Some(src) = ev.src.as_deref() {
-                last_op.insert(src, ev);
-            } else if let Some(path) = ev.path.as_deref() {
-                last_op.insert(path, ev);
-            }
-        }
+        let last_batch = events.last().map_or(0, |e| e.batch);
         let mut redone = 0;
-        for (src, ev) in last_op {
-            let unfinished = match ev.op.as_deref() {
-                Some("create") => !self.layout.abs(src).exists(),
-                _ => same_source(&self.layout.abs(src), ev.src_ino, ev.src_crc),
+        for ev in events
+            .iter()
+            .rev()
+            .take_while(|e| e.batch == last_batch)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            let unfinished = match (ev.op.as_deref(), ev.src.as_deref(), ev.path.as_deref()) {
+                (Some("create"), _, Some(path)) => !self.layout.abs(path).exists(),
+                (Some(_), Some(src), _) => same_source(&self.layout.abs(src), ev.src_ino, ev.src_crc),
+                _ => ev
+                    .data_str("command_file")
+                    .is_some_and(|f| self.layout.abs(f).exists()),
             };
             if unfinished {
                 self.perform(ev, true)?;
-                redone += 1;
-            }
-        }
-        let consumed: Vec<(String, (u64, u32))> =
-            self.state.consumed.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        for (path, (ino, crc)) in consumed {
-            let abs = self.layout.abs(&path);
-            if same_source(&abs, Some(ino), Some(crc)) {
-                fsops::remove_file(&abs)?;
                 redone += 1;
             }
         }

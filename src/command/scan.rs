@@ -4,7 +4,7 @@
 //! one is reported and the file left alone), and deletions. Decides events; moves nothing
 //! itself.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 use std::time::SystemTime;
@@ -140,18 +140,12 @@ impl Engine {
 
     /// Check specific paths reported by the watcher (files outside the inbox).
     pub fn check_paths(&mut self, paths: &[String]) -> Result<(), Fatal> {
-        let by_path: HashMap<&str, &str> = self
-            .state
-            .tasks
-            .values()
-            .map(|e| (e.path.as_str(), e.id.as_str()))
-            .collect();
         let mut deleted = Vec::new();
         for rel in paths {
             if fs::symlink_metadata(self.layout.abs(rel)).is_err()
-                && let Some(id) = by_path.get(rel.as_str())
+                && let Some(e) = self.state.at_path(rel)
             {
-                deleted.push(id.to_string());
+                deleted.push(e.id.clone());
             }
         }
         for id in deleted {
@@ -218,7 +212,7 @@ impl Engine {
 
     /// Look at one task file whose fingerprint may have changed.
     fn check_file(&mut self, rel: &str, fp: Option<Fingerprint>) {
-        let known = self.state.tasks.values().find(|e| e.path == rel).cloned();
+        let known = self.state.at_path(rel).cloned();
         if let Some(entry) = &known
             && entry.fingerprint.is_some()
             && entry.fingerprint == fp
@@ -376,6 +370,7 @@ impl Engine {
             ev.op = Some("move".into());
             ev.src = Some(rel.to_string());
             ev.src_ino = fp.map(|f| f.ino);
+            ev.src_crc = crc;
             ev.path = Some(dest);
             self.emit(ev.with_data("task", meta));
             return;

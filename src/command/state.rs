@@ -87,31 +87,22 @@ pub fn task_meta(task: &Task) -> Value {
 #[derive(Default)]
 pub struct State {
     pub tasks: HashMap<String, Entry>,
-    /// Command files already applied, by root-relative path: (inode, crc). A command file
-    /// still in the inbox with this identity was consumed by an event whose removal the crash
-    /// interrupted.
-    pub consumed: HashMap<String, (u64, u32)>,
+    /// Task id by the root-relative path of its file.
+    by_path: HashMap<String, String>,
     pub last_seq: u64,
 }
 
 impl State {
     pub fn apply(&mut self, ev: &Event) {
         self.last_seq = ev.seq;
-        if let Some(data) = &ev.data
-            && let (Some(file), Some(ino), Some(crc)) = (
-                data.get("command_file").and_then(Value::as_str),
-                data.get("command_ino").and_then(Value::as_u64),
-                data.get("command_crc").and_then(Value::as_u64),
-            )
-        {
-            self.consumed.insert(file.to_string(), (ino, crc as u32));
-        }
         let Some(id) = ev.task_id.as_deref() else { return };
         if ev.event == "task_rejected" || ev.event == "command_rejected" {
             return;
         }
         if ev.event == "task_deleted" {
-            self.tasks.remove(id);
+            if let Some(e) = self.tasks.remove(id) {
+                self.by_path.remove(&e.path);
+            }
             return;
         }
         if ev.event == "handoff_created" {
@@ -162,6 +153,7 @@ impl State {
                         updated_at: ev.ts.clone(),
                     },
                 );
+                self.by_path.insert(path.clone(), id.to_string());
                 self.tasks.get_mut(id).expect("just inserted")
             }
         };
@@ -186,7 +178,10 @@ impl State {
         }
         if let Some(path) = &ev.path
             && matches!(ev.op.as_deref(), Some("move" | "create"))
+            && *path != entry.path
         {
+            self.by_path.remove(&entry.path);
+            self.by_path.insert(path.clone(), id.to_string());
             entry.path.clone_from(path);
         }
         if let Some(agent) = ev.agent.as_ref().filter(|_| ev.event == "task_reassigned") {
@@ -234,6 +229,11 @@ impl State {
             "task_edited" if ev.to.is_some() => entry.blocked_by_dependency = false,
             _ => {}
         }
+    }
+
+    /// The task whose file is at this root-relative path.
+    pub fn at_path(&self, path: &str) -> Option<&Entry> {
+        self.by_path.get(path).and_then(|id| self.tasks.get(id))
     }
 
     /// Ids of tasks that wait for `id` to finish.

@@ -155,10 +155,15 @@ impl Journal {
             return Ok(());
         }
         let mut buf = String::with_capacity(events.len() * 256);
+        let mut batch = 0;
         for ev in events.iter_mut() {
             if ev.seq == 0 {
                 self.stamp(ev);
             }
+            if batch == 0 {
+                batch = ev.seq;
+            }
+            ev.batch = batch;
             buf.push_str(&event::encode(ev));
             buf.push('\n');
         }
