@@ -155,6 +155,12 @@ struct Daemon {
 
 async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> {
     let started = Instant::now();
+    // Before anything else: a stop request during recovery or right after READY must be
+    // handled as one, not kill the process.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Fatal(format!("cannot handle SIGTERM: {e}")))?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| Fatal(format!("cannot handle SIGINT: {e}")))?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let (watch_tx, mut watch_rx) = mpsc::unbounded_channel::<Hint>();
     let _watcher = match fswatch::start(&layout.collab(), watch_tx) {
@@ -203,10 +209,6 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
         d.engine.state.tasks.len()
     ));
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Fatal(format!("cannot handle SIGTERM: {e}")))?;
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|e| Fatal(format!("cannot handle SIGINT: {e}")))?;
     let mut rescan = tokio::time::interval(FULL_RESCAN_EVERY);
     rescan.tick().await;
     let watchdog = service::watchdog_interval();

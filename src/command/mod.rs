@@ -156,12 +156,14 @@ impl Engine {
         }
         let mut batch = std::mem::take(&mut self.batch);
         self.journal.append(&mut batch)?;
+        let mut stage = perform::Stage::default();
         for ev in &batch {
-            self.perform(ev, false)?;
+            self.perform(ev, false, &mut stage)?;
             if let Some(change) = audit_change(ev) {
                 self.audit.push(change);
             }
         }
+        self.flush(&mut stage)?;
         Ok(batch.len())
     }
 

@@ -2,7 +2,8 @@
 //! operation is idempotent given the event: recovery re-runs the last operation of each task
 //! (and of each inbox file) whose source still exists unchanged.
 
-use std::path::Path;
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
@@ -79,81 +80,136 @@ pub fn reason_text(ev: &Event) -> String {
     out
 }
 
+/// The file operations of one batch, staged so that the batch costs one data sync and one
+/// fsync per directory, while every destination is durable before any source is removed.
+#[derive(Default)]
+pub(super) struct Stage {
+    /// Temp files to make durable before they are renamed into place.
+    temps: Vec<PathBuf>,
+    /// (from, to), in order: temp files, and rejected inbox entries moved unchanged.
+    renames: Vec<(PathBuf, PathBuf)>,
+    removals: Vec<PathBuf>,
+    /// Paths the staged operations create or remove: an operation on one of them must wait
+    /// until the stage is flushed.
+    touched: HashSet<PathBuf>,
+    /// Task files written, whose fingerprint the state should remember.
+    written: Vec<(String, PathBuf)>,
+}
+
+impl Stage {
+    fn conflicts(&self, paths: &[&PathBuf]) -> bool {
+        paths.iter().any(|p| self.touched.contains(*p))
+    }
+}
+
+fn parent(p: &Path) -> PathBuf {
+    p.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
 impl Engine {
-    /// Perform the event's file operation. `recovering`: the operation may have been done,
+    /// Stage the event's file operation. `recovering`: the operation may have been done,
     /// partly or fully, before a crash.
-    pub(super) fn perform(&mut self, ev: &Event, recovering: bool) -> Result<(), Fatal> {
+    pub(super) fn perform(&mut self, ev: &Event, recovering: bool, stage: &mut Stage) -> Result<(), Fatal> {
         let root = self.layout.root.clone();
         let src = ev.src.as_deref().map(|s| root.join(s));
         let dest = ev.path.as_deref().map(|p| root.join(p));
-        match (ev.op.as_deref(), src, dest) {
+        let involved: Vec<&PathBuf> = match ev.op {
+            Some(_) => src.iter().chain(dest.iter()).collect(),
+            None => Vec::new(),
+        };
+        if stage.conflicts(&involved) {
+            self.flush(stage)?;
+        }
+        match (ev.op.as_deref(), &src, &dest) {
             (Some("move"), Some(src), Some(dest)) => {
-                let bytes = match std::fs::read(&src) {
+                let bytes = match std::fs::read(src) {
                     Ok(b) => b,
                     // Gone since the decision (deleted by a user): the next scan records it.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                    Err(e) => return Err(fsops::ctx("read", &src)(e).into()),
+                    Err(e) => return Err(fsops::ctx("read", src)(e).into()),
                 };
                 let new = edited_bytes(&bytes, ev.edits.as_ref());
                 if recovering && src != dest && dest.exists() {
                     // The destination was renamed into place before the crash; only the
                     // removal of the source is missing — unless the destination is another file.
-                    if std::fs::read(&dest).is_ok_and(|d| d == new) {
-                        fsops::remove_file(&src)?;
-                        fsops::fsync_dir(src.parent().unwrap_or(&root))?;
+                    if std::fs::read(dest).is_ok_and(|d| d == new) {
+                        stage.removals.push(src.clone());
                     } else {
                         tracing::error!(src = %src.display(), dest = %dest.display(),
                             "both the source and a different destination exist; left both for a human");
                     }
                 } else {
-                    if let Some(dir) = dest.parent() {
-                        fsops::create_dir_all(dir)?;
-                    }
-                    fsops::write_atomic(&dest, &new)?;
+                    fsops::create_dir_all(&parent(dest))?;
+                    let tmp = fsops::create_temp(dest, &new)?;
+                    stage.temps.push(tmp.clone());
+                    stage.renames.push((tmp, dest.clone()));
                     if src != dest {
-                        fsops::remove_file(&src)?;
-                        fsops::fsync_dir(src.parent().unwrap_or(&root))?;
+                        stage.removals.push(src.clone());
+                    }
+                    if let Some(id) = &ev.task_id {
+                        stage.written.push((id.clone(), dest.clone()));
                     }
                 }
-                self.remember_fingerprint(ev, &dest);
             }
             (Some("reject"), Some(src), Some(dest)) => {
                 let sidecar = dest.with_file_name(format!(
                     "{}.reason.yaml",
                     dest.file_name().unwrap_or_default().to_string_lossy()
                 ));
-                fsops::create_dir_all(dest.parent().unwrap_or(&root))?;
-                fsops::write_atomic(&sidecar, reason_text(ev).as_bytes())?;
-                if std::fs::symlink_metadata(&src).is_ok() {
-                    fsops::rename(&src, &dest)?;
-                    fsops::fsync_dir(dest.parent().unwrap_or(&root))?;
-                    fsops::fsync_dir(src.parent().unwrap_or(&root))?;
+                fsops::create_dir_all(&parent(dest))?;
+                let tmp = fsops::create_temp(&sidecar, reason_text(ev).as_bytes())?;
+                stage.temps.push(tmp.clone());
+                stage.renames.push((tmp, sidecar));
+                if std::fs::symlink_metadata(src).is_ok() {
+                    stage.renames.push((src.clone(), dest.clone()));
                 }
             }
             (Some("create"), _, Some(dest)) if !dest.exists() => {
                 let content = ev.data_str("content").unwrap_or_default();
-                fsops::create_dir_all(dest.parent().unwrap_or(&root))?;
-                fsops::write_atomic(&dest, content.as_bytes())?;
+                fsops::create_dir_all(&parent(dest))?;
+                let tmp = fsops::create_temp(dest, content.as_bytes())?;
+                stage.temps.push(tmp.clone());
+                stage.renames.push((tmp, dest.clone()));
             }
             _ => {}
         }
-        if let Some(file) = ev
-            .data
-            .as_ref()
-            .and_then(|d| d.get("command_file"))
-            .and_then(Value::as_str)
-        {
-            let path = root.join(file);
-            fsops::remove_file(&path)?;
-            fsops::fsync_dir(path.parent().unwrap_or(&root))?;
+        if let Some(file) = ev.data_str("command_file") {
+            stage.removals.push(root.join(file));
         }
+        stage.touched.extend(involved.into_iter().cloned());
         Ok(())
     }
 
-    fn remember_fingerprint(&mut self, ev: &Event, dest: &Path) {
-        if let Some(entry) = ev.task_id.as_deref().and_then(|id| self.state.tasks.get_mut(id)) {
-            entry.fingerprint = std::fs::symlink_metadata(dest).ok().map(|m| Fingerprint::of(&m));
+    /// Carry out a stage: sync the new data, rename it into place, fsync those directories,
+    /// then remove the sources and fsync their directories.
+    pub(super) fn flush(&mut self, stage: &mut Stage) -> Result<(), Fatal> {
+        let stage = std::mem::take(stage);
+        if !stage.temps.is_empty() {
+            fsops::sync_data_of(&stage.temps)?;
         }
+        let mut dirs = BTreeSet::new();
+        for (from, to) in &stage.renames {
+            fsops::rename(from, to)?;
+            dirs.insert(parent(from));
+            dirs.insert(parent(to));
+        }
+        for dir in &dirs {
+            fsops::fsync_dir(dir)?;
+        }
+        let mut dirs = BTreeSet::new();
+        for path in &stage.removals {
+            fsops::remove_file(path)?;
+            dirs.insert(parent(path));
+        }
+        for dir in &dirs {
+            fsops::fsync_dir(dir)?;
+        }
+        for (id, path) in &stage.written {
+            if let Some(entry) = self.state.tasks.get_mut(id) {
+                entry.fingerprint = std::fs::symlink_metadata(path).ok().map(|m| Fingerprint::of(&m));
+            }
+        }
+        Ok(())
     }
 
     /// Bring the folders in line with the log after a crash: finish the last batch's file
@@ -161,6 +217,7 @@ impl Engine {
     pub(super) fn recover(&mut self, events: &[Event]) -> Result<(), Fatal> {
         let last_batch = events.last().map_or(0, |e| e.batch);
         let mut redone = 0;
+        let mut stage = Stage::default();
         for ev in events
             .iter()
             .rev()
@@ -177,10 +234,11 @@ impl Engine {
                     .is_some_and(|f| self.layout.abs(f).exists()),
             };
             if unfinished {
-                self.perform(ev, true)?;
+                self.perform(ev, true, &mut stage)?;
                 redone += 1;
             }
         }
+        self.flush(&mut stage)?;
         if redone > 0 {
             tracing::info!(redone, "recovery completed unfinished operations from the log");
         }

@@ -84,7 +84,9 @@ impl Engine {
         fsops::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
         let prompt = adapter::render_prompt(&doc);
         let prompt_file = log_dir.join("prompt.md");
-        fsops::write_atomic(&prompt_file, prompt.as_bytes()).map_err(|e| e.to_string())?;
+        // A log, not state: it is rewritten on every attempt, so it needs no fsync.
+        std::fs::write(&prompt_file, prompt.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", prompt_file.display()))?;
         let s = |p: &PathBuf| p.to_string_lossy().into_owned();
         let vars = Placeholders {
             task_id: entry.id.clone(),

@@ -137,9 +137,9 @@ pub fn temp_path(dir: &Path) -> PathBuf {
     dir.join(format!(".agentplane-{}-{n}.tmp", std::process::id()))
 }
 
-/// Write `bytes` to a temp file next to `dest` and fsync it; the caller renames it into place.
-/// Returns the temp path.
-pub fn write_temp(dest: &Path, bytes: &[u8]) -> Result<PathBuf, FsError> {
+/// Write `bytes` to a temp file next to `dest`, not yet synced: the caller makes a batch of
+/// them durable at once (`sync_data_of`) before renaming them into place.
+pub fn create_temp(dest: &Path, bytes: &[u8]) -> Result<PathBuf, FsError> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let tmp = temp_path(dir);
     let mut file = OpenOptions::new()
@@ -149,8 +149,37 @@ pub fn write_temp(dest: &Path, bytes: &[u8]) -> Result<PathBuf, FsError> {
         .open(&tmp)
         .map_err(ctx("create", &tmp))?;
     file.write_all(bytes).map_err(ctx("write", &tmp))?;
-    file.sync_data().map_err(ctx("fsync", &tmp))?;
     Ok(tmp)
+}
+
+/// Write `bytes` to a temp file next to `dest` and fsync it; the caller renames it into place.
+pub fn write_temp(dest: &Path, bytes: &[u8]) -> Result<PathBuf, FsError> {
+    let tmp = create_temp(dest, bytes)?;
+    sync_data_of(std::slice::from_ref(&tmp))?;
+    Ok(tmp)
+}
+
+/// Make the data of these files durable. On Linux one `syncfs` covers any number of files
+/// on the filesystem (one journal commit instead of one per file); elsewhere each is fsynced.
+pub fn sync_data_of(files: &[PathBuf]) -> Result<(), FsError> {
+    #[cfg(target_os = "linux")]
+    if files.len() > 1 {
+        let first = &files[0];
+        let fd = File::open(first).map_err(ctx("open", first))?;
+        // SAFETY: `fd` is an open descriptor for the duration of the call.
+        let rc = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&fd)) };
+        return if rc == 0 {
+            Ok(())
+        } else {
+            Err(ctx("syncfs", first)(io::Error::last_os_error()))
+        };
+    }
+    for f in files {
+        File::open(f)
+            .and_then(|file| file.sync_data())
+            .map_err(ctx("fsync", f))?;
+    }
+    Ok(())
 }
 
 pub fn rename(from: &Path, to: &Path) -> Result<(), FsError> {
