@@ -111,6 +111,8 @@ fn clean_temp_files(engine: &Engine) {
 }
 
 pub fn run(root: PathBuf, once: bool) -> Exit {
+    // The watcher reports canonical paths; the root must be in the same form to match them.
+    let root = std::fs::canonicalize(&root).unwrap_or(root);
     let layout = Layout::new(root);
     if !layout.collab().is_dir() {
         return Exit::Environment(format!(
@@ -252,6 +254,7 @@ impl Daemon {
                 self.need_intake = true;
             }
             Hint::Paths { paths, complete } => {
+                tracing::debug!(?paths, complete, "watch hint");
                 for p in paths {
                     let rel = self.engine.layout.rel(&p);
                     if rel.starts_with("work/collaboration/inbox/") {

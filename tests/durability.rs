@@ -20,7 +20,7 @@ fn a_second_daemon_exits_2_naming_the_first() {
         stderr.contains("already running") && stderr.contains(&first.id().to_string()),
         "{stderr}"
     );
-    assert!(stop_daemon(first).status.success());
+    assert!(stop_daemon(first).success());
 }
 
 #[test]

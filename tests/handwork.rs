@@ -105,7 +105,7 @@ fn status_edits_move_the_file_and_illegal_ones_are_reported() {
             .contains("status: in_progress"),
         "file left as it is"
     );
-    assert!(stop_daemon(daemon).status.success());
+    assert!(stop_daemon(daemon).success());
 }
 
 #[test]
@@ -118,4 +118,36 @@ fn tasks_of_agents_without_a_command_wait() {
         Some("assigned")
     );
     assert!(root.events_named("task_started").is_empty());
+}
+
+#[test]
+fn hand_edits_are_seen_with_a_relative_root() {
+    let root = Root::new("settle_ms: 20\nagents:\n  reviewer: {}\n");
+    root.drop_task("hand.yaml", "id: rel\nagent: reviewer\ntitle: Relative root\n");
+    let parent = root.path().parent().unwrap();
+    let name = root.path().file_name().unwrap();
+    let daemon = std::process::Command::new(BIN)
+        .current_dir(parent)
+        .arg("--root")
+        .arg(name)
+        .arg("daemon")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(30, "assigned", || root.exists("assigned/reviewer/rel.yaml"));
+    let path = root.collab("assigned/reviewer/rel.yaml");
+    // Edited at once, while the daemon may still be finishing its own write.
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("status: assigned", "status: in_progress"),
+    )
+    .unwrap();
+    wait_for(30, "edit recorded", || {
+        root.events()
+            .iter()
+            .any(|e| e["event"] == "task_edited" && e["to"] == "in_progress")
+    });
+    assert!(stop_daemon(daemon).success());
 }

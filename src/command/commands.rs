@@ -25,7 +25,12 @@ impl Engine {
                 ev.command = Some(doc);
                 // The command file is removed after the effect; its identity lets recovery
                 // finish that removal without applying the command twice.
-                let ev = ev.with_data("command_file", Value::String(file.rel.clone()));
+                // The command file's identity lets recovery finish its removal without ever
+                // removing a newer file of the same name.
+                let ev = ev
+                    .with_data("command_file", Value::String(file.rel.clone()))
+                    .with_data("command_ino", json!(file.ino))
+                    .with_data("command_crc", json!(file.crc));
                 let ev = self.fill_source(ev);
                 let retried = (ev.event == "task_retried").then(|| ev.task_id.clone()).flatten();
                 self.emit(ev);

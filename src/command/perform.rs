@@ -92,8 +92,8 @@ pub(super) struct Stage {
     /// Paths the staged operations create or remove: an operation on one of them must wait
     /// until the stage is flushed.
     touched: HashSet<PathBuf>,
-    /// Task files written, whose fingerprint the state should remember.
-    written: Vec<(String, PathBuf)>,
+    /// Task files written, with the fingerprint of what the daemon wrote.
+    written: Vec<(String, Fingerprint)>,
 }
 
 impl Stage {
@@ -140,14 +140,14 @@ impl Engine {
                     }
                 } else {
                     fsops::create_dir_all(&parent(dest))?;
-                    let tmp = fsops::create_temp(dest, &new)?;
+                    let (tmp, fingerprint) = fsops::create_temp(dest, &new)?;
                     stage.temps.push(tmp.clone());
                     stage.renames.push((tmp, dest.clone()));
                     if src != dest {
                         stage.removals.push(src.clone());
                     }
                     if let Some(id) = &ev.task_id {
-                        stage.written.push((id.clone(), dest.clone()));
+                        stage.written.push((id.clone(), fingerprint));
                     }
                 }
             }
@@ -157,7 +157,7 @@ impl Engine {
                     dest.file_name().unwrap_or_default().to_string_lossy()
                 ));
                 fsops::create_dir_all(&parent(dest))?;
-                let tmp = fsops::create_temp(&sidecar, reason_text(ev).as_bytes())?;
+                let (tmp, _) = fsops::create_temp(&sidecar, reason_text(ev).as_bytes())?;
                 stage.temps.push(tmp.clone());
                 stage.renames.push((tmp, sidecar));
                 if std::fs::symlink_metadata(src).is_ok() {
@@ -167,7 +167,7 @@ impl Engine {
             (Some("create"), _, Some(dest)) if !dest.exists() => {
                 let content = ev.data_str("content").unwrap_or_default();
                 fsops::create_dir_all(&parent(dest))?;
-                let tmp = fsops::create_temp(dest, content.as_bytes())?;
+                let (tmp, _) = fsops::create_temp(dest, content.as_bytes())?;
                 stage.temps.push(tmp.clone());
                 stage.renames.push((tmp, dest.clone()));
             }
@@ -204,9 +204,9 @@ impl Engine {
         for dir in &dirs {
             fsops::fsync_dir(dir)?;
         }
-        for (id, path) in &stage.written {
-            if let Some(entry) = self.state.tasks.get_mut(id) {
-                entry.fingerprint = std::fs::symlink_metadata(path).ok().map(|m| Fingerprint::of(&m));
+        for (id, fingerprint) in stage.written {
+            if let Some(entry) = self.state.tasks.get_mut(&id) {
+                entry.fingerprint = Some(fingerprint);
             }
         }
         Ok(())
@@ -226,16 +226,25 @@ impl Engine {
             .into_iter()
             .rev()
         {
-            let unfinished = match (ev.op.as_deref(), ev.src.as_deref(), ev.path.as_deref()) {
+            let op_unfinished = match (ev.op.as_deref(), ev.src.as_deref(), ev.path.as_deref()) {
                 (Some("create"), _, Some(path)) => !self.layout.abs(path).exists(),
                 (Some(_), Some(src), _) => same_source(&self.layout.abs(src), ev.src_ino, ev.src_crc),
-                _ => ev
-                    .data_str("command_file")
-                    .is_some_and(|f| self.layout.abs(f).exists()),
+                _ => false,
             };
-            if unfinished {
+            if op_unfinished {
                 self.perform(ev, true, &mut stage)?;
                 redone += 1;
+            } else if let Some(file) = ev.data_str("command_file") {
+                let data = ev.data.as_ref();
+                let ino = data.and_then(|d| d.get("command_ino")).and_then(Value::as_u64);
+                let crc = data
+                    .and_then(|d| d.get("command_crc"))
+                    .and_then(Value::as_u64)
+                    .map(|c| c as u32);
+                if same_source(&self.layout.abs(file), ino, crc) {
+                    stage.removals.push(self.layout.abs(file));
+                    redone += 1;
+                }
             }
         }
         self.flush(&mut stage)?;

@@ -213,6 +213,12 @@ impl Engine {
     /// Look at one task file whose fingerprint may have changed.
     fn check_file(&mut self, rel: &str, fp: Option<Fingerprint>) {
         let known = self.state.at_path(rel).cloned();
+        tracing::debug!(
+            path = rel,
+            known = known.is_some(),
+            changed = known.as_ref().is_none_or(|e| e.fingerprint != fp),
+            "check file"
+        );
         if let Some(entry) = &known
             && entry.fingerprint.is_some()
             && entry.fingerprint == fp

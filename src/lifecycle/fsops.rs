@@ -138,8 +138,10 @@ pub fn temp_path(dir: &Path) -> PathBuf {
 }
 
 /// Write `bytes` to a temp file next to `dest`, not yet synced: the caller makes a batch of
-/// them durable at once (`sync_data_of`) before renaming them into place.
-pub fn create_temp(dest: &Path, bytes: &[u8]) -> Result<PathBuf, FsError> {
+/// them durable at once (`sync_data_of`) before renaming them into place. The fingerprint is
+/// that of the content just written; a rename keeps it, so a later edit by someone else is
+/// always told apart from the daemon's own write.
+pub fn create_temp(dest: &Path, bytes: &[u8]) -> Result<(PathBuf, Fingerprint), FsError> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let tmp = temp_path(dir);
     let mut file = OpenOptions::new()
@@ -149,12 +151,13 @@ pub fn create_temp(dest: &Path, bytes: &[u8]) -> Result<PathBuf, FsError> {
         .open(&tmp)
         .map_err(ctx("create", &tmp))?;
     file.write_all(bytes).map_err(ctx("write", &tmp))?;
-    Ok(tmp)
+    let meta = file.metadata().map_err(ctx("stat", &tmp))?;
+    Ok((tmp, Fingerprint::of(&meta)))
 }
 
 /// Write `bytes` to a temp file next to `dest` and fsync it; the caller renames it into place.
 pub fn write_temp(dest: &Path, bytes: &[u8]) -> Result<PathBuf, FsError> {
-    let tmp = create_temp(dest, bytes)?;
+    let (tmp, _) = create_temp(dest, bytes)?;
     sync_data_of(std::slice::from_ref(&tmp))?;
     Ok(tmp)
 }

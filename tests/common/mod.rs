@@ -68,25 +68,33 @@ impl Root {
             .expect("run agentplane")
     }
 
-    /// `daemon --once`, which must finish within a minute.
+    /// `daemon --once`, which must finish within a minute; `stderr` holds what it logged.
     pub fn run_once(&self) -> Output {
+        let log = self.p("daemon.log");
+        let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let mut child = self.spawn_daemon(&["--once"]);
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                let out = child.wait_with_output().unwrap();
-                return out;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                panic!(
-                    "daemon --once did not finish: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                let _ = child.wait();
+                panic!("daemon --once did not finish: {}", self.log_since(offset));
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: self.log_since(offset).into_bytes(),
         }
+    }
+
+    fn log_since(&self, offset: u64) -> String {
+        let text = std::fs::read(self.p("daemon.log")).unwrap_or_default();
+        String::from_utf8_lossy(&text[offset as usize..]).into_owned()
     }
 
     pub fn run_once_ok(&self) -> String {
@@ -100,15 +108,22 @@ impl Root {
         stderr
     }
 
+    /// A daemon in the background, logging (at debug level) to `daemon.log` in the root: a
+    /// file, not a pipe, so a chatty daemon can never block on a full pipe.
     pub fn spawn_daemon(&self, extra: &[&str]) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.p("daemon.log"))
+            .unwrap();
         Command::new(BIN)
             .arg("--root")
             .arg(self.path())
             .arg("daemon")
             .args(extra)
             .env("AGENTPLANE_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("spawn daemon")
     }
@@ -190,12 +205,15 @@ pub fn group_alive(pgid: i32) -> bool {
     unsafe { libc::kill(-pgid, 0) == 0 }
 }
 
-pub fn stop_daemon(mut child: Child) -> Output {
+/// SIGTERM a daemon and wait for it to exit.
+pub fn stop_daemon(mut child: Child) -> std::process::ExitStatus {
     sigterm(&child);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
         assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     }
-    child.wait_with_output().unwrap()
 }
