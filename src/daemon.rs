@@ -200,6 +200,7 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
     d.engine.emit(started_ev);
     d.engine.housekeeping(SystemTime::now());
     d.round().await?;
+    d.engine.save_fingerprints();
     tracing::info!(
         tasks = d.engine.state.tasks.len(),
         seq = d.engine.last_seq(),
@@ -229,6 +230,7 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
                 d.need_full_scan = true;
                 d.need_intake = true;
                 d.engine.housekeeping(SystemTime::now());
+                d.engine.save_fingerprints();
             }
             _ = watchdog_tick.tick(), if watchdog.is_some() => service::notify("WATCHDOG=1"),
             _ = sigterm.recv() => break,
@@ -409,6 +411,7 @@ impl Daemon {
         }
         self.engine.emit(Event::new("daemon_stopped"));
         self.engine.commit()?;
+        self.engine.save_fingerprints();
         self.flush_audit();
         // Let the audit thread make its last commit before the process exits.
         if let Some(c) = self.committer.take() {

@@ -151,3 +151,38 @@ fn hand_edits_are_seen_with_a_relative_root() {
     });
     assert!(stop_daemon(daemon).success());
 }
+
+#[test]
+fn edits_made_while_the_daemon_was_down_are_applied_at_start() {
+    let root = Root::new("agents:\n  reviewer: {}\n");
+    root.drop_task(
+        "hand.yaml",
+        "id: offline\nagent: reviewer\ntitle: Edited offline\n",
+    );
+    root.run_once_ok();
+    assert!(root.p("work/.agentplane/fingerprints").exists());
+    let path = root.collab("assigned/reviewer/offline.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("status: assigned", "status: in_progress");
+    std::fs::write(&path, text).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    root.run_once_ok();
+    assert!(
+        root.read("assigned/reviewer/offline.yaml")
+            .contains("started_at:")
+    );
+    assert!(
+        root.events()
+            .iter()
+            .any(|e| e["event"] == "task_edited" && e["to"] == "in_progress")
+    );
+    // An unchanged tree produces no task events on the next start.
+    let n = root.events().len();
+    root.run_once_ok();
+    let new: Vec<String> = root.events()[n..]
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(new, ["daemon_started", "daemon_stopped"]);
+}

@@ -7,6 +7,7 @@
 
 pub mod commands;
 pub mod dispatch;
+pub mod fingerprints;
 pub mod housekeeping;
 pub mod intake;
 pub mod perform;
@@ -136,6 +137,7 @@ impl Engine {
         };
         let replayed = opened.events;
         let mut engine = engine;
+        engine.load_fingerprints();
         engine.recover(&replayed)?;
         Ok((engine, opened.truncated_bytes))
     }
