@@ -237,3 +237,30 @@ fn alias_bomb_is_rejected() {
     root.run_once_ok();
     assert_rejected(&root, "bomb.yaml", bomb.as_bytes(), "alias");
 }
+
+#[test]
+fn byte_order_marks_crlf_and_numeric_scalars_are_read_as_users_expect() {
+    let root = Root::new(CFG);
+    root.drop_task(
+        "bom.yaml",
+        "\u{feff}id: bom\nagent: bot\ntitle: Saved by a Windows editor\n",
+    );
+    root.drop_task(
+        "crlf.yaml",
+        "id: crlf\r\nagent: bot\r\ntitle: CRLF\r\n# comment\r\n",
+    );
+    root.drop_task("num.yaml", "id: 12345\nagent: bot\ntitle: 42\n");
+    root.run_once_ok();
+    let bom = root.read("assigned/bot/bom.yaml");
+    assert!(
+        bom.starts_with("\u{feff}id: bom\n") && bom.contains("status: assigned"),
+        "{bom:?}"
+    );
+    let crlf = root.read("assigned/bot/crlf.yaml");
+    assert!(
+        crlf.contains("# comment\r\n") && crlf.contains("status: assigned\r\n"),
+        "{crlf:?}"
+    );
+    assert!(root.exists("assigned/bot/12345.yaml"), "{:?}", root.files());
+    assert!(root.events_named("task_rejected").is_empty());
+}

@@ -53,6 +53,13 @@ impl std::error::Error for EditError {
 
 /// Apply the edits to a YAML document whose root is a block mapping.
 pub fn apply(text: &str, edits: &[Edit]) -> Result<Edited, EditError> {
+    // A byte-order mark is kept where it was, outside the line scanning.
+    if let Some(rest) = text.strip_prefix('\u{feff}') {
+        return apply(rest, edits).map(|e| Edited {
+            text: format!("\u{feff}{}", e.text),
+            ..e
+        });
+    }
     let budget = Budget::default();
     let Value::Object(original) = parse_document(text, &budget).map_err(EditError::Parse)? else {
         return Err(EditError::NotAMapping);

@@ -123,10 +123,47 @@ pub fn valid_agent(agent: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'))
 }
 
+/// The ASCII letter(s) an accented Latin letter is usually written as in a file name;
+/// other non-ASCII characters are dropped.
+fn fold(c: char) -> &'static str {
+    const TABLE: [(&str, &str); 13] = [
+        ("àáâãäåā", "a"),
+        ("çćč", "c"),
+        ("èéêëēę", "e"),
+        ("ìíîïī", "i"),
+        ("ñń", "n"),
+        ("òóôõöøō", "o"),
+        ("ùúûüū", "u"),
+        ("ýÿ", "y"),
+        ("šś", "s"),
+        ("žźż", "z"),
+        ("ł", "l"),
+        ("ß", "ss"),
+        ("æ", "ae"),
+    ];
+    let lower = c.to_lowercase().next().unwrap_or(c);
+    TABLE
+        .iter()
+        .find(|(from, _)| from.contains(lower))
+        .map_or("", |(_, to)| to)
+}
+
 /// Lower-case words of a title joined by `-`, at most 40 characters: the tail of generated ids.
 pub fn slug(title: &str) -> String {
+    let folded: String = title
+        .chars()
+        .map(|c| {
+            if c.is_ascii() {
+                c.to_string()
+            } else if c.is_alphabetic() {
+                fold(c).to_string()
+            } else {
+                " ".to_string()
+            }
+        })
+        .collect();
     let mut out = String::new();
-    for word in title
+    for word in folded
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
     {
@@ -173,10 +210,12 @@ pub struct Task {
     pub doc: Map<String, Value>,
 }
 
-fn string_field<'a>(doc: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, Invalid> {
+/// A text field; numbers and booleans count as their text (`id: 12345`, `title: 42`).
+fn string_field(doc: &Map<String, Value>, key: &str) -> Result<Option<String>, Invalid> {
     match doc.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(v.to_string())),
         Some(other) => Err(invalid(
             format!("`{key}` must be a string, found {}", kind_name(other)),
             format!("write `{key}:` as plain text"),
@@ -216,8 +255,8 @@ impl Task {
     /// whether a status is acceptable where the file lies is the caller's question.
     pub fn from_doc(doc: Map<String, Value>) -> Result<Task, Invalid> {
         let id = match string_field(&doc, "id")? {
-            Some(id) => Some(id.to_string()),
-            None => string_field(&doc, "task_id")?.map(str::to_string),
+            Some(id) => Some(id),
+            None => string_field(&doc, "task_id")?,
         };
         if let Some(id) = &id
             && !valid_id(id)
@@ -230,7 +269,7 @@ impl Task {
             ));
         }
         let agent = match string_field(&doc, "agent")? {
-            Some(a) => a.to_string(),
+            Some(a) => a,
             None => {
                 return Err(invalid(
                     "the task has no `agent`",
@@ -246,7 +285,7 @@ impl Task {
                 "use a lower-case agent name such as `python-pedro`",
             ));
         }
-        let title = string_field(&doc, "title")?.map(str::to_string);
+        let title = string_field(&doc, "title")?;
         let status = match doc.get("status") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(Status::parse(s).ok_or_else(|| {
@@ -265,7 +304,7 @@ impl Task {
         let (priority, priority_needs_rewrite) = match string_field(&doc, "priority")? {
             None => (Priority::Normal, false),
             Some(p) => {
-                let parsed = Priority::parse(p).ok_or_else(|| {
+                let parsed = Priority::parse(&p).ok_or_else(|| {
                     invalid(
                         format!("unknown priority `{p}`"),
                         "use one of critical, high, medium, normal, low",
@@ -392,6 +431,8 @@ mod tests {
             "m6-1-task-2-query-service-facade"
         );
         assert_eq!(slug("!!!"), "task");
+        assert_eq!(slug("Ünïcödé — 日本語 task"), "unicode-task");
+        assert_eq!(slug("Straße café"), "strasse-cafe");
         assert!(slug(&"word ".repeat(50)).len() <= 40);
     }
 }

@@ -76,6 +76,8 @@ impl std::error::Error for YamlError {}
 
 /// Parses `text`, which must hold exactly one non-null YAML document.
 pub fn parse_document(text: &str, budget: &Budget) -> Result<Value, YamlError> {
+    // Editors on Windows often start UTF-8 files with a byte-order mark; it is not content.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut parser = Parser::new_from_str(text);
     let mut builder = Builder::new(budget);
     let mut root: Option<Value> = None;
