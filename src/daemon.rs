@@ -39,6 +39,13 @@ enum Msg {
     },
 }
 
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission; it sends nothing.
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
+}
+
 /// Hold the root's lock for the daemon's lifetime; a second daemon gets the holder's pid.
 fn lock(layout: &Layout) -> Result<File, Exit> {
     let path = layout.lock();
@@ -50,9 +57,19 @@ fn lock(layout: &Layout) -> Result<File, Exit> {
         .truncate(false)
         .open(&path)
         .map_err(|e| Exit::Environment(format!("cannot open {}: {e}", path.display())))?;
-    if file.try_lock().is_err() {
+    // A daemon killed while it was starting a child leaves that child holding the lock until
+    // it execs (a moment, longer on a loaded machine): if the recorded holder is dead, wait
+    // for the leftover to let go rather than refuse.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while file.try_lock().is_err() {
         let mut pid = String::new();
+        let _ = file.rewind();
         let _ = file.read_to_string(&mut pid);
+        let holder_alive = pid.trim().parse::<i32>().is_ok_and(process_exists);
+        if !holder_alive && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         return Err(Exit::Environment(format!(
             "another agentplane daemon is already running on {} (pid {}); stop it first, or use a different --root",
             layout.root.display(),
