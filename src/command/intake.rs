@@ -115,6 +115,12 @@ impl Engine {
             Err(e) => return Err(fsops::ctx("list", &inbox)(e).into()),
         };
         names.sort();
+        // Hints about files no longer in the inbox (taken, or removed) are of no use.
+        let present: std::collections::HashSet<String> = names
+            .iter()
+            .map(|n| format!("work/collaboration/inbox/{n}"))
+            .collect();
+        self.inbox_hints.retain(|rel, _| present.contains(rel));
         let mut recheck: Option<Instant> = None;
         let mut handled = 0;
         for name in names {

@@ -114,11 +114,8 @@ impl Engine {
     /// Open the journal and rebuild the state by replaying it. No file is touched yet.
     pub fn open(layout: Layout, config: Config) -> Result<(Engine, u64), Fatal> {
         crate::lifecycle::fsops::create_dir_all(&layout.state_dir())?;
-        let opened = Journal::open(&layout.events())?;
         let mut state = State::default();
-        for ev in &opened.events {
-            state.apply(ev);
-        }
+        let opened = Journal::open(&layout.events(), |ev| state.apply(ev))?;
         let engine = Engine {
             layout,
             config,
@@ -135,10 +132,9 @@ impl Engine {
             audit: Vec::new(),
             stalled: Default::default(),
         };
-        let replayed = opened.events;
         let mut engine = engine;
         engine.load_fingerprints();
-        engine.recover(&replayed)?;
+        engine.recover(&opened.last_batch)?;
         Ok((engine, opened.truncated_bytes))
     }
 

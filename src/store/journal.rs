@@ -18,7 +18,9 @@ pub struct Journal {
 /// What `open` found and did.
 pub struct Opened {
     pub journal: Journal,
-    pub events: Vec<Event>,
+    /// The events of the last group commit: the only ones whose file operations may be
+    /// unfinished. Every event was handed to `open`'s callback.
+    pub last_batch: Vec<Event>,
     /// Bytes cut off the end because the last line was torn by a crash.
     pub truncated_bytes: u64,
 }
@@ -64,10 +66,17 @@ fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> Jou
     }
 }
 
-/// Split the journal text into verified events. Returns the events, the byte length of the
-/// valid prefix, and whether the tail after it is a torn last line.
+/// Split the journal text into verified events. Returns the events and the byte length of
+/// the valid prefix (what follows it is a torn last line).
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Event>, usize), JournalError> {
     let mut events = Vec::new();
+    let valid = scan(path, bytes, |ev| events.push(ev))?;
+    Ok((events, valid))
+}
+
+/// Verify the journal text line by line, handing each event to `each` in order without
+/// keeping them. Returns the byte length of the valid prefix.
+pub fn scan(path: &Path, bytes: &[u8], mut each: impl FnMut(Event)) -> Result<usize, JournalError> {
     let mut offset = 0;
     let mut line_no = 0;
     let mut last_seq = 0;
@@ -83,7 +92,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Event>, usize), JournalEr
             // A line without its newline was cut short by a crash, even if it parses.
             Ok(ev) if end.is_some() && ev.seq > last_seq => {
                 last_seq = ev.seq;
-                events.push(ev);
+                each(ev);
                 offset = line_end + 1;
             }
             Ok(ev) if end.is_some() => {
@@ -104,12 +113,13 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Event>, usize), JournalEr
             Ok(_) => unreachable!("a parsed line with a newline is handled above"),
         }
     }
-    Ok((events, offset))
+    Ok(offset)
 }
 
 impl Journal {
-    /// Open (creating) the journal, verify every line, and cut a torn last line.
-    pub fn open(path: &Path) -> Result<Opened, JournalError> {
+    /// Open (creating) the journal, verify every line, hand each event to `replay`, and cut a
+    /// torn last line.
+    pub fn open(path: &Path, mut replay: impl FnMut(&Event)) -> Result<Opened, JournalError> {
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -119,22 +129,32 @@ impl Journal {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(io_err(path, "read the event log"))?;
-        let (events, valid_len) = parse(path, &bytes)?;
-        let truncated_bytes = (bytes.len() - valid_len) as u64;
+        let mut last_batch: Vec<Event> = Vec::new();
+        let mut last_seq = 0;
+        let valid_len = scan(path, &bytes, |ev| {
+            replay(&ev);
+            last_seq = ev.seq;
+            if last_batch.first().is_some_and(|first| first.batch != ev.batch) {
+                last_batch.clear();
+            }
+            last_batch.push(ev);
+        })?;
+        let total = bytes.len();
+        drop(bytes);
+        let truncated_bytes = (total - valid_len) as u64;
         if truncated_bytes > 0 {
             file.set_len(valid_len as u64)
                 .map_err(io_err(path, "truncate the torn last line of"))?;
             file.sync_all().map_err(io_err(path, "fsync"))?;
         }
         file.seek(SeekFrom::End(0)).map_err(io_err(path, "seek in"))?;
-        let next_seq = events.last().map_or(1, |e| e.seq + 1);
         Ok(Opened {
             journal: Journal {
                 file,
                 path: path.to_path_buf(),
-                next_seq,
+                next_seq: last_seq + 1,
             },
-            events,
+            last_batch,
             truncated_bytes,
         })
     }
@@ -195,7 +215,7 @@ mod tests {
     use super::*;
 
     fn append_n(path: &Path, n: usize) {
-        let mut j = Journal::open(path).unwrap().journal;
+        let mut j = Journal::open(path, |_| {}).unwrap().journal;
         let mut evs: Vec<Event> = (0..n)
             .map(|i| Event::task("task_received", &format!("t{i}")))
             .collect();
@@ -208,9 +228,10 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         append_n(&path, 3);
         append_n(&path, 2);
-        let opened = Journal::open(&path).unwrap();
-        let seqs: Vec<u64> = opened.events.iter().map(|e| e.seq).collect();
-        assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+        let opened = Journal::open(&path, |_| {}).unwrap();
+        assert_eq!(opened.journal.last_seq(), 5);
+        let seqs: Vec<u64> = opened.last_batch.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![4, 5], "the last group commit");
         assert_eq!(opened.truncated_bytes, 0);
     }
 
@@ -221,16 +242,13 @@ mod tests {
         append_n(&path, 3);
         let full = std::fs::read(&path).unwrap();
         std::fs::write(&path, &full[..full.len() - 10]).unwrap();
-        let opened = Journal::open(&path).unwrap();
-        assert_eq!(opened.events.len(), 2);
+        let opened = Journal::open(&path, |_| {}).unwrap();
+        assert_eq!(opened.journal.last_seq(), 2);
         assert!(opened.truncated_bytes > 0);
         drop(opened);
         append_n(&path, 1);
-        let again = Journal::open(&path).unwrap();
-        assert_eq!(
-            again.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
-            vec![1, 2, 3]
-        );
+        let again = Journal::open(&path, |_| {}).unwrap();
+        assert_eq!(again.journal.last_seq(), 3);
     }
 
     #[test]
@@ -240,7 +258,7 @@ mod tests {
         append_n(&path, 3);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replacen("t1", "tX", 1)).unwrap();
-        match Journal::open(&path) {
+        match Journal::open(&path, |_| {}) {
             Err(JournalError::Corrupt { line, .. }) => assert_eq!(line, 2),
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("corruption was accepted"),
