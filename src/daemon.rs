@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::event::Event;
 use crate::layout::Layout;
 use crate::lifecycle::fsops;
+use crate::publish::Publisher;
 use crate::service;
 use crate::watch::{self as fswatch, Hint};
 
@@ -150,6 +151,8 @@ struct Daemon {
     need_intake: bool,
     need_full_scan: bool,
     changed_paths: HashSet<String>,
+    /// Index and read models, fed after each round (off the ack path).
+    publish: Publisher,
 }
 
 async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> {
@@ -167,7 +170,8 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
         interrupt: config.interrupt,
         terminate: config.terminate,
     };
-    let (engine, truncated) = Engine::open(layout, config)?;
+    let (mut engine, truncated) = Engine::open(layout, config)?;
+    let publish = Publisher::start(&mut engine);
     let mut d = Daemon {
         engine,
         tx,
@@ -177,6 +181,7 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
         need_intake: true,
         need_full_scan: true,
         changed_paths: HashSet::new(),
+        publish,
     };
     clean_temp_files(&d.engine);
     let mut started_ev = Event::new("daemon_started")
@@ -337,6 +342,7 @@ impl Daemon {
             }
             self.engine.commit()?;
         }
+        self.publish.update(&self.engine);
         Ok(())
     }
 
@@ -388,6 +394,8 @@ impl Daemon {
         }
         self.engine.emit(Event::new("daemon_stopped"));
         self.engine.commit()?;
+        self.publish.update(&self.engine);
+        self.publish.finish();
         tracing::info!("stopped");
         Ok(())
     }

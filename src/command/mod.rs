@@ -55,6 +55,12 @@ pub struct FileProblem {
     pub message: String,
 }
 
+/// Receives every batch once it is durable and its file operations are done — the daemon
+/// hands it on to the index and the read models. Must not block: it runs on the ack path.
+pub trait CommitSink {
+    fn committed(&mut self, events: Vec<Event>);
+}
+
 pub struct Engine {
     pub layout: Layout,
     pub config: Config,
@@ -75,6 +81,8 @@ pub struct Engine {
     pub draining: bool,
     /// A changed task file was still being written: look at the folders again after settling.
     pub settle_pending: bool,
+    /// Where committed batches go (the daemon's publisher); `None`: nowhere.
+    pub sink: Option<Box<dyn CommitSink>>,
 }
 
 impl Engine {
@@ -99,6 +107,7 @@ impl Engine {
             live_children: HashMap::new(),
             draining: false,
             settle_pending: false,
+            sink: None,
         };
         let replayed = opened.events;
         let mut engine = engine;
@@ -125,7 +134,11 @@ impl Engine {
         for ev in &batch {
             self.perform(ev, false)?;
         }
-        Ok(batch.len())
+        let n = batch.len();
+        if let Some(sink) = self.sink.as_mut() {
+            sink.committed(batch);
+        }
+        Ok(n)
     }
 
     pub fn last_seq(&self) -> u64 {
