@@ -1,7 +1,7 @@
 //! agentplane: a filesystem-native control plane for AI coding agents (ADR-047). The write
 //! side is `command` (over `store`, `lifecycle`, `adapter`), composed by `daemon`, which feeds
 //! the derived views through `publish` (the SQLite index in `store::index`, the read models in
-//! `readmodel`). `task`, `event`,
+//! `readmodel`). The read side is `query`: read-only, it never writes. `task`, `event`,
 //! `layout`, `config` and `clock` are shared vocabulary. See ARCHITECTURE.md.
 
 pub mod adapter;
@@ -16,6 +16,7 @@ pub mod init;
 pub mod layout;
 pub mod lifecycle;
 pub mod publish;
+pub mod query;
 pub mod readmodel;
 pub mod request;
 pub mod service;
