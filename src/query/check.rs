@@ -152,7 +152,7 @@ pub(super) fn check(layout: &Layout, json: bool) -> Answer {
         // With a daemon running, the "torn" tail may be an append in progress: look again.
         let settled = daemon.is_some() && {
             std::thread::sleep(Duration::from_millis(200));
-            logread::stream(&log, end.last_seq, |_, _| Ok::<(), ()>(()))?
+            logread::stream(&log, end.last_seq, |_, _, _| Ok::<(), ()>(()))?
                 .is_ok_and(|again| again.torn_bytes == 0 || again.last_seq > end.last_seq)
         };
         if !settled {
@@ -303,7 +303,7 @@ pub(super) fn check(layout: &Layout, json: bool) -> Answer {
             }
             break;
         }
-        let index = match Reader::open(&db, daemon.is_some()) {
+        let index = match Reader::open(&db, &log, daemon.is_some()) {
             Ok(r) => r,
             Err(e) => {
                 problems.push(problem(

@@ -1,5 +1,5 @@
-//! `agentplane events` (the log's events from the index, plus whatever the log has beyond it,
-//! optionally of one task, after a seq, and `--follow`ing the log as it grows) and
+//! `agentplane events` (the log's events after a seq — of one task located through the index,
+//! plus whatever the log has beyond it — and `--follow`ing the log as it grows) and
 //! `agentplane logs` (an attempt's stdout.log or stderr.log, `--follow`ing it until the
 //! attempt ends).
 
@@ -12,7 +12,7 @@ use super::table::{self, one_line};
 use super::{Answer, Failure, Source, print_json};
 use crate::event::Event;
 use crate::layout::Layout;
-use crate::store::logread::Follower;
+use crate::store::logread::{self, Follower};
 use crate::task;
 
 /// How often `--follow` looks for more.
@@ -80,15 +80,28 @@ impl EventOut {
 }
 
 pub(super) fn events(layout: &Layout, task: Option<&str>, since: u64, follow: bool, json: bool) -> Answer {
-    let src = Source::open(layout)?;
+    let log = layout.events();
     let mut lines: Vec<String> = Vec::new();
-    src.reader
-        .events(task, since, |_, line| lines.push(line.to_string()))?;
-    let mut upto = since.max(src.reader.last_seq());
-    for (ev, line) in src.tail(layout)? {
-        upto = upto.max(ev.seq);
-        if ev.seq > since && (task.is_none() || ev.task_id.as_deref() == task) {
-            lines.push(line);
+    let mut upto = since;
+    match task {
+        // All events: straight from the log, which is the truth and ordered by seq.
+        None => {
+            let (events, end) = logread::read_after(&log, since)?;
+            upto = upto.max(end.last_seq);
+            lines.extend(events.into_iter().map(|(_, line)| line));
+        }
+        // One task's: located by the index, plus whatever the log has beyond it.
+        Some(id) => {
+            let src = Source::open(layout)?;
+            src.reader
+                .task_events(id, since, |_, line| lines.push(line.to_string()))?;
+            upto = upto.max(src.reader.last_seq());
+            for (ev, line) in src.tail(layout)? {
+                upto = upto.max(ev.seq);
+                if ev.seq > since && ev.task_id.as_deref() == Some(id) {
+                    lines.push(line);
+                }
+            }
         }
     }
     let mut out = EventOut {
@@ -116,7 +129,7 @@ pub(super) fn events(layout: &Layout, task: Option<&str>, since: u64, follow: bo
     if !out.flush() || !follow {
         return Ok(0);
     }
-    let mut follower = Follower::after(&layout.events(), upto);
+    let mut follower = Follower::after(&log, upto);
     loop {
         for (ev, line) in follower.poll()? {
             if (task.is_none() || ev.task_id.as_deref() == task) && !out.write(&line) {

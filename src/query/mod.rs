@@ -209,7 +209,7 @@ impl Source {
         if !db.exists() {
             return fallback(format!("there is no index ({})", db.display()));
         }
-        let reader = match Reader::open(&db, daemon.is_some()) {
+        let reader = match Reader::open(&db, &log, daemon.is_some()) {
             Ok(r) => r,
             Err(e) => return fallback(format!("the index cannot be used ({e})")),
         };

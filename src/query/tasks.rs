@@ -2,6 +2,8 @@
 //! order) and `agentplane show ID` (the task file's fields as they are on disk, the task as the
 //! log describes it, its attempts with their log files, and its whole event history).
 
+use std::io::Write;
+
 use serde_json::{Map, Value, json};
 
 use super::events::{EVENT_HEADERS, event_row, parse_event};
@@ -52,33 +54,59 @@ pub(super) fn list(
         agent,
         priority,
     };
-    let rows = src.reader.tasks(&filter)?;
     if json {
-        print_json(&json!({"last_seq": src.reader.last_seq(), "tasks": rows}));
+        #[derive(serde::Serialize)]
+        struct Listing {
+            last_seq: u64,
+            tasks: Vec<TaskRow>,
+        }
+        let listing = Listing {
+            last_seq: src.reader.last_seq(),
+            tasks: src.reader.tasks(&filter)?,
+        };
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let _ = serde_json::to_writer(&mut out, &listing)
+            .map_err(std::io::Error::other)
+            .and_then(|_| out.write_all(b"\n"))
+            .and_then(|_| out.flush());
         return Ok(0);
     }
+    let rows = src.reader.task_lines(&filter)?;
     if rows.is_empty() {
         print("no tasks\n");
         return Ok(0);
     }
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|t| {
-            vec![
-                t.id.clone(),
-                t.status.clone(),
-                t.agent.clone(),
-                t.priority.clone(),
-                t.attempt.to_string(),
-                t.updated_at.clone(),
-                table::one_line(&t.title),
-            ]
-        })
-        .collect();
-    print(&table::render(
-        &["ID", "STATUS", "AGENT", "PRIORITY", "ATTEMPT", "UPDATED", "TITLE"],
-        &cells,
-    ));
+    let headers = ["ID", "STATUS", "AGENT", "PRIORITY", "ATTEMPT", "UPDATED", "TITLE"];
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for t in &rows {
+        for (w, cell) in widths.iter_mut().zip([&t.id, &t.status, &t.agent, &t.priority]) {
+            *w = (*w).max(cell.chars().count());
+        }
+        widths[4] = widths[4].max(t.attempt.to_string().len());
+        widths[5] = widths[5].max(t.updated_at.chars().count());
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut text = table::line(&widths, &headers);
+    for t in &rows {
+        if out.write_all(text.as_bytes()).is_err() {
+            return Ok(0);
+        }
+        let attempt = t.attempt.to_string();
+        let title = table::one_line(&t.title);
+        text = table::line(
+            &widths,
+            &[
+                &t.id,
+                &t.status,
+                &t.agent,
+                &t.priority,
+                &attempt,
+                &t.updated_at,
+                &title,
+            ],
+        );
+    }
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
     Ok(0)
 }
 
@@ -154,7 +182,7 @@ pub(super) fn show(layout: &Layout, id: &str, json: bool) -> Answer {
     let row: Option<TaskRow> = src.reader.task(id)?;
     let mut lines: Vec<String> = Vec::new();
     src.reader
-        .events(Some(id), 0, |_, line| lines.push(line.to_string()))?;
+        .task_events(id, 0, |_, line| lines.push(line.to_string()))?;
     for (ev, line) in src.tail(layout)? {
         if ev.task_id.as_deref() == Some(id) {
             lines.push(line);

@@ -180,13 +180,14 @@ fn open(path: &Path) -> Result<Option<(File, u64)>, LogError> {
     }
 }
 
-/// Hand every event with `seq > after` to `f`, in order, with its line (without newline).
+/// Hand every event with `seq > after` to `f`, in order, with its line (without newline) and
+/// the byte offset where the line starts.
 /// A missing log is an empty one. A torn last line ends the stream (reported in `torn_bytes`);
 /// any other damaged line, or a seq that does not increase, is an error.
 pub fn stream<E>(
     path: &Path,
     after: u64,
-    mut f: impl FnMut(Event, &str) -> Result<(), E>,
+    mut f: impl FnMut(Event, &str, u64) -> Result<(), E>,
 ) -> Result<Result<StreamEnd, E>, LogError> {
     let Some((file, len)) = open(path)? else {
         return Ok(Ok(StreamEnd::default()));
@@ -231,11 +232,12 @@ pub fn stream<E>(
                 detail: format!("seq {} does not follow {}", ev.seq, end.last_seq),
             });
         }
+        let at = end.offset;
         end.last_seq = ev.seq;
         end.events += 1;
         end.offset += n as u64;
         let text = std::str::from_utf8(line).expect("decoded lines are UTF-8");
-        if let Err(e) = f(ev, text) {
+        if let Err(e) = f(ev, text, at) {
             return Ok(Err(e));
         }
     }
@@ -274,7 +276,7 @@ pub fn stream_raw(path: &Path, mut f: impl FnMut(u64, &[u8]) -> bool) -> Result<
 /// Every event with `seq > after`, with its line.
 pub fn read_after(path: &Path, after: u64) -> Result<(Vec<(Event, String)>, StreamEnd), LogError> {
     let mut out = Vec::new();
-    let end = stream(path, after, |ev, line| {
+    let end = stream(path, after, |ev, line, _| {
         out.push((ev, line.to_string()));
         Ok::<(), std::convert::Infallible>(())
     })?;

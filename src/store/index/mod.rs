@@ -17,12 +17,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 
 use crate::event::{self, Event};
 use crate::layout::Layout;
 use crate::store::logread::{self, LogError, StreamEnd};
-use project::Projector;
+use project::{Projector, Stmts};
 
 /// Bumped whenever the tables or the projection change; an index of another version is rebuilt.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -34,7 +34,8 @@ pub fn db_path(layout: &Layout) -> PathBuf {
 
 const TABLES: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE events (seq INTEGER PRIMARY KEY, task_id TEXT, line TEXT NOT NULL);
+CREATE TABLE events (seq INTEGER PRIMARY KEY, task_id TEXT, event TEXT NOT NULL, offset INTEGER NOT NULL,
+  len INTEGER NOT NULL, crc INTEGER NOT NULL);
 CREATE TABLE tasks (id TEXT PRIMARY KEY, agent TEXT NOT NULL, status TEXT NOT NULL, path TEXT NOT NULL,
   title TEXT NOT NULL, priority TEXT NOT NULL, priority_rank INTEGER NOT NULL, depends_on TEXT NOT NULL,
   attempt INTEGER NOT NULL, approval_required INTEGER NOT NULL, approved INTEGER NOT NULL, problem TEXT,
@@ -56,8 +57,9 @@ CREATE TABLE problems (path TEXT PRIMARY KEY, task_id TEXT, kind TEXT NOT NULL, 
 ";
 
 /// Created after a rebuild has loaded the rows (faster than maintaining them row by row).
+/// `tasks_by_status` covers what `list` shows, so listing reads the index alone.
 const INDEXES: &str = "
-CREATE INDEX tasks_by_status ON tasks(status, priority_rank, created_seq);
+CREATE INDEX tasks_by_status ON tasks(status, priority_rank, created_seq, agent, priority, attempt, updated_at, title);
 CREATE INDEX tasks_by_agent ON tasks(agent, status, priority_rank, created_seq);
 CREATE INDEX events_by_task ON events(task_id, seq) WHERE task_id IS NOT NULL;
 ";
@@ -147,8 +149,14 @@ fn create_tables(conn: &Connection, path: &Path) -> Result<(), IndexError> {
     Ok(())
 }
 
+/// Rows a long projection keeps in memory before it writes them out.
+const FLUSH_AT_ROWS: usize = 100_000;
+
 /// Project every event of the log with `seq > after` into `conn`, in one transaction.
 /// `empty`: the database holds no rows yet, so rows not seen in this run do not exist.
+/// A second thread reads and verifies the log while this one writes the rows; the chunks of
+/// parsed events go back to it to be dropped, so memory is freed by the thread that
+/// allocated it (glibc's arenas make freeing across threads slow).
 fn project_log(
     conn: &mut Connection,
     db: &Path,
@@ -156,18 +164,76 @@ fn project_log(
     after: u64,
     empty: bool,
 ) -> Result<StreamEnd, IndexError> {
+    type Chunk = Vec<(Event, String, u64)>;
     let tx = conn
         .transaction()
         .map_err(sql_err(db, "begin a transaction on"))?;
-    let mut projector = Projector::new(empty, after);
-    let end = logread::stream(log, after, |ev, line| projector.apply(&tx, &ev, line))?
-        .map_err(sql_err(db, "write the projection into"))?;
-    projector
-        .flush(&tx)
-        .map_err(sql_err(db, "write the projection into"))?;
+    let (to_writer, from_reader) = std::sync::mpsc::sync_channel::<Chunk>(2);
+    let (to_reader, from_writer) = std::sync::mpsc::channel::<Chunk>();
+    let log_path = log.to_path_buf();
+    let reader = std::thread::Builder::new()
+        .name("index-read".into())
+        .spawn(move || {
+            let mut chunk: Chunk = Vec::with_capacity(CHUNK);
+            let end = logread::stream(&log_path, after, |ev, line, at| {
+                chunk.push((ev, line.to_string(), at));
+                if chunk.len() == CHUNK {
+                    // Chunks come back to be dropped here: memory is freed by the thread
+                    // that allocated it.
+                    let next = match from_writer.try_recv() {
+                        Ok(mut used) => {
+                            used.clear();
+                            used
+                        }
+                        Err(_) => Vec::with_capacity(CHUNK),
+                    };
+                    to_writer
+                        .send(std::mem::replace(&mut chunk, next))
+                        .map_err(|_| ())?;
+                }
+                Ok::<(), ()>(())
+            });
+            if !chunk.is_empty() {
+                let _ = to_writer.send(chunk);
+            }
+            drop(to_writer);
+            for used in from_writer {
+                drop(used);
+            }
+            end
+        })
+        .map_err(io_err(log, "start a thread to read"))?;
+    let written = (|| {
+        let mut st = Stmts::new(&tx)?;
+        let mut projector = Projector::new(empty, after);
+        for chunk in from_reader {
+            for (ev, line, at) in &chunk {
+                projector.apply(&mut st, ev, line, *at)?;
+            }
+            let _ = to_reader.send(chunk);
+            if projector.cached() >= FLUSH_AT_ROWS {
+                projector.flush(&mut st)?;
+            }
+        }
+        drop(to_reader);
+        projector.flush(&mut st)
+    })();
+    // The reader ends on its own: at the end of the log, or when the writer is gone.
+    let end = reader.join().map_err(|_| IndexError::Foreign {
+        path: log.to_path_buf(),
+        detail: "the thread reading it panicked".into(),
+    })?;
+    written.map_err(sql_err(db, "write the projection into"))?;
+    let end = end?.map_err(|()| IndexError::Foreign {
+        path: db.to_path_buf(),
+        detail: "the projection stopped early".into(),
+    })?;
     tx.commit().map_err(sql_err(db, "commit"))?;
     Ok(end)
 }
+
+/// Lines parsed per hand-over from the reading thread to the writing one.
+const CHUNK: usize = 1024;
 
 /// What a rebuild did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -198,7 +264,7 @@ pub fn rebuild(db: &Path, log: &Path) -> Result<RebuildReport, IndexError> {
     .map_err(sql_err(&tmp, "create"))?;
     // A scratch file until it is renamed into place: no journal, no syncs (one fsync at the end).
     conn.execute_batch(
-        "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE;
+        "PRAGMA page_size=16384; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE;
          PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
     )
     .map_err(sql_err(&tmp, "configure"))?;
@@ -302,6 +368,8 @@ pub struct Index {
     path: PathBuf,
     log: PathBuf,
     last_seq: u64,
+    /// Where the line of the next event starts in the log (the journal appends contiguously).
+    next_offset: u64,
 }
 
 impl Index {
@@ -345,26 +413,26 @@ impl Index {
         )
         .map_err(sql_err(db, "configure"))?;
         let last_seq = read::check_meta(&conn, db)?;
+        let mut next_offset = 0;
         if last_seq > 0 {
-            let ours: Option<String> = conn
-                .query_row("SELECT line FROM events WHERE seq = ?1", [last_seq], |r| r.get(0))
-                .optional()
-                .map_err(sql_err(db, "read the last event of"))?;
-            let theirs = logread::line_of(log, last_seq)?;
-            if ours != theirs {
-                return Err(IndexError::Foreign {
-                    path: db.to_path_buf(),
-                    detail: format!(
-                        "its event {last_seq} is not the log's (the log was replaced or is shorter)"
-                    ),
-                });
-            }
+            let located = read::locate(&conn, db, last_seq)?;
+            let found = match located {
+                Some(at) => read::line_at(log, &at)?.map(|_| at.offset + at.len + 1),
+                None => None,
+            };
+            next_offset = found.ok_or_else(|| IndexError::Foreign {
+                path: db.to_path_buf(),
+                detail: format!(
+                    "its event {last_seq} is not in the log (the log was replaced or is shorter)"
+                ),
+            })?;
         }
         Ok(Index {
             conn,
             path: db.to_path_buf(),
             log: log.to_path_buf(),
             last_seq,
+            next_offset,
         })
     }
 
@@ -375,9 +443,11 @@ impl Index {
     /// Apply what the log holds beyond `last_seq`.
     pub fn catch_up(&mut self) -> Result<u64, IndexError> {
         let end = project_log(&mut self.conn, &self.path, &self.log, self.last_seq, false)?;
-        let applied = end.events;
-        self.last_seq = self.last_seq.max(end.last_seq);
-        Ok(applied)
+        if end.events > 0 {
+            self.last_seq = end.last_seq;
+            self.next_offset = end.offset;
+        }
+        Ok(end.events)
     }
 
     /// Apply committed events (those at or below `last_seq` are skipped) in one transaction.
@@ -398,8 +468,10 @@ impl Index {
             .conn
             .transaction()
             .map_err(sql_err(&db, "begin a transaction on"))?;
+        let mut st = Stmts::new(&tx).map_err(sql_err(&db, "prepare statements for"))?;
         let mut projector = Projector::new(false, self.last_seq);
         let mut applied = 0;
+        let mut offset = self.next_offset;
         for ev in events.iter().filter(|e| e.seq > self.last_seq) {
             // Project the line as the journal wrote it, exactly as a rebuild reads it back.
             let line = event::encode(ev);
@@ -408,15 +480,18 @@ impl Index {
                 detail: format!("event {} does not read back: {e}", ev.seq),
             })?;
             projector
-                .apply(&tx, &parsed, &line)
+                .apply(&mut st, &parsed, &line, offset)
                 .map_err(sql_err(&db, "write the projection into"))?;
+            offset += line.len() as u64 + 1;
             applied += 1;
         }
         projector
-            .flush(&tx)
+            .flush(&mut st)
             .map_err(sql_err(&db, "write the projection into"))?;
+        drop(st);
         tx.commit().map_err(sql_err(&db, "commit"))?;
         self.last_seq = projector.last_seq();
+        self.next_offset = offset;
         Ok(applied)
     }
 

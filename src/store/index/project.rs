@@ -1,13 +1,14 @@
 //! The projection: how one event line changes the index's rows. It mirrors the meaning of
 //! `command::state::State::apply` (which events introduce a task, when status, path, agent,
 //! problem and attempt change) without depending on the write side. Rows are read into a
-//! cache on first touch, changed there, and written once per batch by `flush`, so the result
-//! does not depend on how events are cut into batches: a rebuild equals the incremental index.
+//! cache on first touch, changed there, and written by `flush` (once per batch; every so many
+//! events in a rebuild), so the result does not depend on how events are cut into batches: a
+//! rebuild equals the incremental index.
 
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Statement, params};
 use serde_json::Value;
 
 use super::read::{
@@ -23,29 +24,164 @@ struct Slot<T> {
     dirty: bool,
 }
 
-/// Row caches of one batch (or of a whole rebuild).
-pub(super) struct Projector {
-    /// The database had no rows when this projector started: a row not in the cache does not
-    /// exist (a rebuild never has to look).
-    empty: bool,
-    tasks: HashMap<String, Slot<TaskRow>>,
-    attempts: HashMap<(String, u32), Slot<AttemptRow>>,
-    runs: HashMap<String, Slot<RunRow>>,
-    problems: HashMap<String, Slot<ProblemRow>>,
-    last_seq: u64,
+/// FxHash (as in rustc): the row caches are keyed by ids from the log, and SipHash's
+/// protection against crafted keys costs a rebuild more than it could ever save.
+#[derive(Default, Clone, Copy)]
+pub(super) struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write(&[n]);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write(&n.to_le_bytes());
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write(&n.to_le_bytes());
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
-fn slot<'a, K: Eq + Hash + Clone, T>(
-    map: &'a mut HashMap<K, Slot<T>>,
-    key: &K,
-    empty: bool,
-    load: impl FnOnce() -> rusqlite::Result<Option<T>>,
-) -> rusqlite::Result<&'a mut Slot<T>> {
-    if !map.contains_key(key) {
-        let row = if empty { None } else { load()? };
-        map.insert(key.clone(), Slot { row, dirty: false });
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// Every statement the projection runs, prepared once per transaction.
+pub(super) struct Stmts<'c> {
+    insert_event: Statement<'c>,
+    insert_cost: Statement<'c>,
+    insert_run_task: Statement<'c>,
+    select_task: Statement<'c>,
+    select_attempt: Statement<'c>,
+    select_run: Statement<'c>,
+    select_problem: Statement<'c>,
+    upsert_task: Statement<'c>,
+    delete_task: Statement<'c>,
+    upsert_attempt: Statement<'c>,
+    upsert_run: Statement<'c>,
+    upsert_problem: Statement<'c>,
+    delete_problem: Statement<'c>,
+    update_last_seq: Statement<'c>,
+}
+
+impl<'c> Stmts<'c> {
+    pub(super) fn new(conn: &'c Connection) -> rusqlite::Result<Stmts<'c>> {
+        Ok(Stmts {
+            insert_event: conn.prepare(
+                "INSERT INTO events (seq, task_id, event, offset, len, crc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?,
+            insert_cost: conn.prepare(
+                "INSERT INTO costs (seq, ts, day, task_id, agent, model, attempt, cost_usd, input_tokens,
+                 output_tokens, cache_creation_input_tokens, cache_read_input_tokens, num_turns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?,
+            insert_run_task: conn.prepare(
+                "INSERT OR IGNORE INTO run_tasks (run_id, task_id, first_seq) VALUES (?1, ?2, ?3)",
+            )?,
+            select_task: conn.prepare(&format!("SELECT {TASK_COLS} FROM tasks WHERE id = ?1"))?,
+            select_attempt: conn.prepare(&format!(
+                "SELECT {ATTEMPT_COLS} FROM attempts WHERE task_id = ?1 AND attempt = ?2"
+            ))?,
+            select_run: conn.prepare(&format!("SELECT {RUN_COLS} FROM runs WHERE run_id = ?1"))?,
+            select_problem: conn.prepare(&format!("SELECT {PROBLEM_COLS} FROM problems WHERE path = ?1"))?,
+            upsert_task: conn.prepare(&format!(
+                "INSERT OR REPLACE INTO tasks ({TASK_COLS}, priority_rank) VALUES \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+            ))?,
+            delete_task: conn.prepare("DELETE FROM tasks WHERE id = ?1")?,
+            upsert_attempt: conn.prepare(&format!(
+                "INSERT OR REPLACE INTO attempts ({ATTEMPT_COLS}) VALUES \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ))?,
+            upsert_run: conn.prepare(&format!(
+                "INSERT OR REPLACE INTO runs ({RUN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ))?,
+            upsert_problem: conn.prepare(&format!(
+                "INSERT OR REPLACE INTO problems ({PROBLEM_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ))?,
+            delete_problem: conn.prepare("DELETE FROM problems WHERE path = ?1")?,
+            update_last_seq: conn.prepare("UPDATE meta SET value = ?1 WHERE key = 'last_seq'")?,
+        })
     }
-    Ok(map.get_mut(key).expect("just inserted"))
+}
+
+/// Cached rows of one table. When the projection started on an empty database, the keys
+/// it has written are remembered, so a key neither cached nor written needs no lookup.
+struct Cache<K, T> {
+    rows: Map<K, Slot<T>>,
+    written: Option<HashSet<K, BuildHasherDefault<FxHasher>>>,
+}
+
+impl<K: Eq + Hash + Clone, T> Cache<K, T> {
+    fn new(empty: bool) -> Cache<K, T> {
+        Cache {
+            rows: Map::default(),
+            written: empty.then(HashSet::default),
+        }
+    }
+
+    /// Could the database or the cache hold a row for `key`?
+    fn may_exist(&self, key: &K) -> bool {
+        self.rows.contains_key(key) || self.written.as_ref().is_none_or(|w| w.contains(key))
+    }
+
+    fn get(
+        &mut self,
+        key: &K,
+        load: impl FnOnce() -> rusqlite::Result<Option<T>>,
+    ) -> rusqlite::Result<&mut Slot<T>> {
+        if !self.rows.contains_key(key) {
+            let row = if self.may_exist(key) { load()? } else { None };
+            self.rows.insert(key.clone(), Slot { row, dirty: false });
+        }
+        Ok(self.rows.get_mut(key).expect("just inserted"))
+    }
+
+    /// The changed rows, in key order.
+    fn dirty(&self) -> Vec<(&K, &Option<T>)>
+    where
+        K: Ord,
+    {
+        let mut out: Vec<(&K, &Option<T>)> = self
+            .rows
+            .iter()
+            .filter(|(_, s)| s.dirty)
+            .map(|(k, s)| (k, &s.row))
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
+    /// Forget the cached rows (after they were written), remembering which exist.
+    fn clear(&mut self) {
+        if let Some(written) = &mut self.written {
+            for (k, s) in self.rows.drain() {
+                if s.row.is_some() {
+                    written.insert(k);
+                } else {
+                    written.remove(&k);
+                }
+            }
+        }
+        self.rows.clear();
+    }
+}
+
+/// Row caches of one batch (or of a stretch of a rebuild).
+pub(super) struct Projector {
+    tasks: Cache<String, TaskRow>,
+    attempts: Cache<(String, u32), AttemptRow>,
+    runs: Cache<String, RunRow>,
+    problems: Cache<String, ProblemRow>,
+    last_seq: u64,
 }
 
 fn priority_rank(p: &str) -> i64 {
@@ -72,13 +208,13 @@ fn outcome_of(event: &str) -> Option<&'static str> {
 }
 
 impl Projector {
+    /// `empty`: the database has no rows yet (a rebuild).
     pub(super) fn new(empty: bool, last_seq: u64) -> Projector {
         Projector {
-            empty,
-            tasks: HashMap::new(),
-            attempts: HashMap::new(),
-            runs: HashMap::new(),
-            problems: HashMap::new(),
+            tasks: Cache::new(empty),
+            attempts: Cache::new(empty),
+            runs: Cache::new(empty),
+            problems: Cache::new(empty),
             last_seq,
         }
     }
@@ -87,27 +223,44 @@ impl Projector {
         self.last_seq
     }
 
-    /// Apply one event (with its line as logged).
-    pub(super) fn apply(&mut self, conn: &Connection, ev: &Event, line: &str) -> rusqlite::Result<()> {
+    /// Apply one event, given its line as logged and the line's byte offset in the log. The
+    /// events table locates each line (offset, length, checksum) rather than copying it: the
+    /// log is the truth, and the index stays a fraction of its size.
+    pub(super) fn apply(
+        &mut self,
+        st: &mut Stmts,
+        ev: &Event,
+        line: &str,
+        offset: u64,
+    ) -> rusqlite::Result<()> {
         self.last_seq = ev.seq;
-        conn.prepare_cached("INSERT INTO events (seq, task_id, line) VALUES (?1, ?2, ?3)")?
-            .execute(params![ev.seq, ev.task_id, line])?;
+        st.insert_event.execute(params![
+            ev.seq,
+            ev.task_id,
+            ev.event,
+            offset,
+            line.len(),
+            line_crc(line)
+        ])?;
         if let Some(run_id) = &ev.run_id {
-            self.run(conn, ev, run_id)?;
+            self.run(st, ev, run_id)?;
         }
-        self.problem(conn, ev)?;
+        self.problem(st, ev)?;
         if ev.event == "cost_update" {
-            cost(conn, ev)?;
+            cost(st, ev)?;
         }
-        self.task(conn, ev)
+        self.task(st, ev)
     }
 
-    fn run(&mut self, conn: &Connection, ev: &Event, run_id: &str) -> rusqlite::Result<()> {
+    /// Rows held in the caches (a rebuild flushes when there are many).
+    pub(super) fn cached(&self) -> usize {
+        self.tasks.rows.len() + self.attempts.rows.len()
+    }
+
+    fn run(&mut self, st: &mut Stmts, ev: &Event, run_id: &str) -> rusqlite::Result<()> {
         let key = run_id.to_string();
-        let s = slot(&mut self.runs, &key, self.empty, || {
-            conn.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE run_id = ?1"))?
-                .query_row([run_id], run_from_row)
-                .optional()
+        let s = self.runs.get(&key, || {
+            st.select_run.query_row([run_id], run_from_row).optional()
         })?;
         let row = s.row.get_or_insert_with(|| RunRow {
             run_id: key.clone(),
@@ -122,25 +275,19 @@ impl Projector {
         row.events += 1;
         s.dirty = true;
         if let Some(task) = &ev.task_id {
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO run_tasks (run_id, task_id, first_seq) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![run_id, task, ev.seq])?;
+            st.insert_run_task.execute(params![run_id, task, ev.seq])?;
         }
         Ok(())
     }
 
     /// `problem_detected` records a problem for a file; a later event about a task at that
     /// file (adopted, edited, moved, deleted) supersedes it.
-    fn problem(&mut self, conn: &Connection, ev: &Event) -> rusqlite::Result<()> {
-        let load = |path: &str| {
-            conn.prepare_cached(&format!("SELECT {PROBLEM_COLS} FROM problems WHERE path = ?1"))?
-                .query_row([path], problem_from_row)
-                .optional()
-        };
+    fn problem(&mut self, st: &mut Stmts, ev: &Event) -> rusqlite::Result<()> {
         if ev.event == "problem_detected" {
             let Some(path) = &ev.path else { return Ok(()) };
-            let s = slot(&mut self.problems, path, self.empty, || load(path))?;
+            let s = self.problems.get(path, || {
+                st.select_problem.query_row([path], problem_from_row).optional()
+            })?;
             s.row = Some(ProblemRow {
                 path: path.clone(),
                 task_id: ev.task_id.clone(),
@@ -164,7 +311,12 @@ impl Projector {
             return Ok(());
         }
         for path in [&ev.src, &ev.path].into_iter().flatten() {
-            let s = slot(&mut self.problems, path, self.empty, || load(path))?;
+            if !self.problems.may_exist(path) {
+                continue; // no such problem: nothing to supersede
+            }
+            let s = self.problems.get(path, || {
+                st.select_problem.query_row([path], problem_from_row).optional()
+            })?;
             if s.row.is_some() {
                 s.row = None;
                 s.dirty = true;
@@ -173,7 +325,7 @@ impl Projector {
         Ok(())
     }
 
-    fn task(&mut self, conn: &Connection, ev: &Event) -> rusqlite::Result<()> {
+    fn task(&mut self, st: &mut Stmts, ev: &Event) -> rusqlite::Result<()> {
         let Some(id) = ev.task_id.as_deref() else {
             return Ok(());
         };
@@ -184,11 +336,9 @@ impl Projector {
             return Ok(());
         }
         let key = id.to_string();
-        let s = slot(&mut self.tasks, &key, self.empty, || {
-            conn.prepare_cached(&format!("SELECT {TASK_COLS} FROM tasks WHERE id = ?1"))?
-                .query_row([id], task_from_row)
-                .optional()
-        })?;
+        let s = self
+            .tasks
+            .get(&key, || st.select_task.query_row([id], task_from_row).optional())?;
         if ev.event == "task_deleted" {
             if s.row.take().is_some() {
                 s.dirty = true;
@@ -273,12 +423,12 @@ impl Projector {
             _ => {}
         }
         let current = row.attempt;
-        self.attempt(conn, ev, id, current)
+        self.attempt(st, ev, id, current)
     }
 
     /// The attempts table: started by `task_started`, filled by `execution_start` and
     /// `execution_complete`, closed by the event that decides the attempt's outcome.
-    fn attempt(&mut self, conn: &Connection, ev: &Event, id: &str, current: u32) -> rusqlite::Result<()> {
+    fn attempt(&mut self, st: &mut Stmts, ev: &Event, id: &str, current: u32) -> rusqlite::Result<()> {
         let outcome = outcome_of(&ev.event);
         if !matches!(
             ev.event.as_str(),
@@ -292,12 +442,10 @@ impl Projector {
             return Ok(());
         }
         let key = (id.to_string(), n);
-        let s = slot(&mut self.attempts, &key, self.empty, || {
-            conn.prepare_cached(&format!(
-                "SELECT {ATTEMPT_COLS} FROM attempts WHERE task_id = ?1 AND attempt = ?2"
-            ))?
-            .query_row(params![id, n], attempt_from_row)
-            .optional()
+        let s = self.attempts.get(&key, || {
+            st.select_attempt
+                .query_row(params![id, n], attempt_from_row)
+                .optional()
         })?;
         if ev.event == "task_started" {
             s.row = Some(AttemptRow {
@@ -348,20 +496,14 @@ impl Projector {
         Ok(())
     }
 
-    /// Write every changed row, and `last_seq`.
-    pub(super) fn flush(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        let mut tasks: Vec<(&String, &mut Slot<TaskRow>)> =
-            self.tasks.iter_mut().filter(|(_, s)| s.dirty).collect();
-        tasks.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (id, s) in tasks {
-            s.dirty = false;
-            match &s.row {
+    /// Write every changed row, and `last_seq`, then empty the caches (rows are read back
+    /// from the database when touched again). Rows go out in key order, which keeps B-tree
+    /// inserts sequential.
+    pub(super) fn flush(&mut self, st: &mut Stmts) -> rusqlite::Result<()> {
+        for (id, row) in self.tasks.dirty() {
+            match row {
                 Some(t) => {
-                    conn.prepare_cached(&format!(
-                        "INSERT OR REPLACE INTO tasks ({TASK_COLS}, priority_rank) VALUES \
-                         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
-                    ))?
-                    .execute(params![
+                    st.upsert_task.execute(params![
                         t.id,
                         t.title,
                         t.agent,
@@ -384,50 +526,31 @@ impl Projector {
                     ])?;
                 }
                 None => {
-                    conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
-                        .execute([id])?;
+                    st.delete_task.execute([id])?;
                 }
             }
         }
-        let mut attempts: Vec<(&(String, u32), &mut Slot<AttemptRow>)> =
-            self.attempts.iter_mut().filter(|(_, s)| s.dirty).collect();
-        attempts.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for ((id, n), s) in attempts {
-            s.dirty = false;
-            match &s.row {
-                Some(a) => {
-                    conn.prepare_cached(&format!(
-                        "INSERT OR REPLACE INTO attempts ({ATTEMPT_COLS}) VALUES \
-                         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-                    ))?
-                    .execute(params![
-                        a.task_id,
-                        a.attempt,
-                        a.started_seq,
-                        a.started_at,
-                        a.pid,
-                        a.ended_at,
-                        a.exit_code,
-                        a.duration_ms,
-                        a.outcome,
-                        a.error,
-                        a.log_dir,
-                        serde_json::to_string(&a.log_paths).expect("strings serialize"),
-                    ])?;
-                }
-                None => {
-                    conn.prepare_cached("DELETE FROM attempts WHERE task_id = ?1 AND attempt = ?2")?
-                        .execute(params![id, n])?;
-                }
+        for (_, row) in self.attempts.dirty() {
+            if let Some(a) = row {
+                st.upsert_attempt.execute(params![
+                    a.task_id,
+                    a.attempt,
+                    a.started_seq,
+                    a.started_at,
+                    a.pid,
+                    a.ended_at,
+                    a.exit_code,
+                    a.duration_ms,
+                    a.outcome,
+                    a.error,
+                    a.log_dir,
+                    serde_json::to_string(&a.log_paths).expect("strings serialize"),
+                ])?;
             }
         }
-        for s in self.runs.values_mut().filter(|s| s.dirty) {
-            s.dirty = false;
-            if let Some(r) = &s.row {
-                conn.prepare_cached(&format!(
-                    "INSERT OR REPLACE INTO runs ({RUN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-                ))?
-                .execute(params![
+        for (_, row) in self.runs.dirty() {
+            if let Some(r) = row {
+                st.upsert_run.execute(params![
                     r.run_id,
                     r.first_seq,
                     r.last_seq,
@@ -437,32 +560,33 @@ impl Projector {
                 ])?;
             }
         }
-        for (path, s) in self.problems.iter_mut().filter(|(_, s)| s.dirty) {
-            s.dirty = false;
-            match &s.row {
+        for (path, row) in self.problems.dirty() {
+            match row {
                 Some(p) => {
-                    conn.prepare_cached(&format!(
-                        "INSERT OR REPLACE INTO problems ({PROBLEM_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-                    ))?
-                    .execute(params![p.path, p.task_id, p.kind, p.message, p.seq, p.ts])?;
+                    st.upsert_problem
+                        .execute(params![p.path, p.task_id, p.kind, p.message, p.seq, p.ts])?;
                 }
                 None => {
-                    conn.prepare_cached("DELETE FROM problems WHERE path = ?1")?
-                        .execute([path])?;
+                    st.delete_problem.execute([path])?;
                 }
             }
         }
-        conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'last_seq'")?
-            .execute([self.last_seq.to_string()])?;
-        if !self.empty {
-            // Incremental batches keep no rows between transactions.
-            self.tasks.clear();
-            self.attempts.clear();
-            self.runs.clear();
-            self.problems.clear();
-        }
+        st.update_last_seq.execute([self.last_seq.to_string()])?;
+        self.tasks.clear();
+        self.attempts.clear();
+        self.runs.clear();
+        self.problems.clear();
         Ok(())
     }
+}
+
+/// The checksum a line carries in its `"crc":"xxxxxxxx"}` suffix (0 if it has none).
+pub(super) fn line_crc(line: &str) -> u32 {
+    line.len()
+        .checked_sub(10)
+        .and_then(|at| line.get(at..line.len() - 2))
+        .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+        .unwrap_or(0)
 }
 
 fn apply_meta(row: &mut TaskRow, meta: &Value) {
@@ -487,16 +611,11 @@ fn apply_meta(row: &mut TaskRow, meta: &Value) {
 }
 
 /// One `cost_update` event as a costs row: the metrics of an agent's JSON result.
-fn cost(conn: &Connection, ev: &Event) -> rusqlite::Result<()> {
+fn cost(st: &mut Stmts, ev: &Event) -> rusqlite::Result<()> {
     let data = ev.data.as_ref();
     let model = data.and_then(|d| d.get("model")).and_then(Value::as_str);
     let cost_usd = data.and_then(|d| d.get("cost_usd")).and_then(Value::as_f64);
-    conn.prepare_cached(
-        "INSERT INTO costs (seq, ts, day, task_id, agent, model, attempt, cost_usd, input_tokens, output_tokens,
-         cache_creation_input_tokens, cache_read_input_tokens, num_turns)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?
-    .execute(params![
+    st.insert_cost.execute(params![
         ev.seq,
         ev.ts,
         ev.ts.get(..10).unwrap_or_default(),

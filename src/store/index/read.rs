@@ -6,7 +6,9 @@
 //! No function here can change `index.sqlite`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
@@ -41,6 +43,18 @@ pub struct TaskRow {
     pub created_seq: u64,
     pub created_at: String,
     pub updated_seq: u64,
+}
+
+/// The columns `list` shows of a task (read from a covering index).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskLine {
+    pub id: String,
+    pub status: String,
+    pub agent: String,
+    pub priority: String,
+    pub attempt: u32,
+    pub updated_at: String,
+    pub title: String,
 }
 
 /// One run of a task's agent.
@@ -249,6 +263,55 @@ fn file_uri(path: &Path, params: &str) -> String {
     out
 }
 
+/// Where the index says an event's line is in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Located {
+    pub offset: u64,
+    pub len: u64,
+    pub crc: u32,
+}
+
+pub(super) fn locate(conn: &Connection, path: &Path, seq: u64) -> Result<Option<Located>, IndexError> {
+    conn.prepare_cached("SELECT offset, len, crc FROM events WHERE seq = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row([seq], |r| {
+                Ok(Located {
+                    offset: r.get(0)?,
+                    len: r.get(1)?,
+                    crc: r.get(2)?,
+                })
+            })
+            .optional()
+        })
+        .map_err(sql_err(path, "read the events of"))
+}
+
+/// Length of the `,"crc":"xxxxxxxx"}` suffix of every line.
+const CRC_SUFFIX_LEN: usize = 18;
+
+/// The line at `at` in the log, if it is there intact with the recorded checksum.
+fn read_located(file: &File, at: &Located) -> Option<String> {
+    let mut buf = vec![0u8; usize::try_from(at.len).ok()?];
+    file.read_exact_at(&mut buf, at.offset).ok()?;
+    let line = String::from_utf8(buf).ok()?;
+    let body = line.get(..line.len().checked_sub(CRC_SUFFIX_LEN)?)?;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(body.as_bytes()), b"}");
+    (super::project::line_crc(&line) == at.crc && crc == at.crc).then_some(line)
+}
+
+/// Open the log and read one located line (`None`: not there as recorded).
+pub(super) fn line_at(log: &Path, at: &Located) -> Result<Option<String>, IndexError> {
+    match File::open(log) {
+        Ok(f) => Ok(read_located(&f, at)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(IndexError::Io {
+            path: log.to_path_buf(),
+            op: "open the event log",
+            source: e,
+        }),
+    }
+}
+
 /// Where a reader's answers come from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Origin {
@@ -263,12 +326,14 @@ pub struct Reader {
     conn: Connection,
     origin: Origin,
     last_seq: u64,
+    /// The event log, whose lines the events table locates.
+    log: PathBuf,
 }
 
 impl Reader {
     /// Open `db` read-only. `writer_alive`: a daemon holds the root lock and may be writing
     /// (WAL); otherwise the file is opened `immutable`, which reads without locks or side files.
-    pub fn open(db: &Path, writer_alive: bool) -> Result<Reader, IndexError> {
+    pub fn open(db: &Path, log: &Path, writer_alive: bool) -> Result<Reader, IndexError> {
         let params = if writer_alive {
             "mode=ro"
         } else {
@@ -286,6 +351,7 @@ impl Reader {
             conn,
             origin: Origin::Index,
             last_seq,
+            log: log.to_path_buf(),
         })
     }
 
@@ -302,6 +368,7 @@ impl Reader {
                 conn,
                 origin: Origin::Log,
                 last_seq: end.last_seq,
+                log: log.to_path_buf(),
             },
             end,
         ))
@@ -324,12 +391,13 @@ impl Reader {
         sql_err(Path::new(path), op)
     }
 
-    /// The line of the event with this seq, as the index stored it.
+    /// The line of the event with this seq, read where the index locates it in the log;
+    /// `None` when the index has no such event or the log holds something else there.
     pub fn event_line(&self, seq: u64) -> Result<Option<String>, IndexError> {
-        self.conn
-            .query_row("SELECT line FROM events WHERE seq = ?1", [seq], |r| r.get(0))
-            .optional()
-            .map_err(self.err("read an event from"))
+        match locate(&self.conn, Path::new(self.conn.path().unwrap_or(":memory:")), seq)? {
+            Some(at) => line_at(&self.log, &at),
+            None => Ok(None),
+        }
     }
 
     /// Task counts by agent and status.
@@ -364,12 +432,40 @@ impl Reader {
 
     /// Tasks matching `filter`, by status (in `LIST_ORDER`), then priority, then age.
     pub fn tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRow>, IndexError> {
+        self.select_tasks(filter, TASK_COLS, task_from_row)
+    }
+
+    /// `tasks`, with only the columns `list` shows (from the covering index: fast).
+    pub fn task_lines(&self, filter: &TaskFilter) -> Result<Vec<TaskLine>, IndexError> {
+        self.select_tasks(
+            filter,
+            "id, status, agent, priority, attempt, updated_at, title",
+            |r| {
+                Ok(TaskLine {
+                    id: r.get(0)?,
+                    status: r.get(1)?,
+                    agent: r.get(2)?,
+                    priority: r.get(3)?,
+                    attempt: r.get(4)?,
+                    updated_at: r.get(5)?,
+                    title: r.get(6)?,
+                })
+            },
+        )
+    }
+
+    fn select_tasks<T>(
+        &self,
+        filter: &TaskFilter,
+        columns: &str,
+        row: impl Fn(&Row) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, IndexError> {
         let statuses: Vec<&str> = match &filter.status {
             Some(s) => vec![s.as_str()],
             None => LIST_ORDER.to_vec(),
         };
         let sql = format!(
-            "SELECT {TASK_COLS} FROM tasks WHERE status = ?1 AND (?2 IS NULL OR agent = ?2) \
+            "SELECT {columns} FROM tasks WHERE status = ?1 AND (?2 IS NULL OR agent = ?2) \
              AND (?3 IS NULL OR priority = ?3) ORDER BY priority_rank, created_seq"
         );
         let mut stmt = self
@@ -379,10 +475,10 @@ impl Reader {
         let mut out = Vec::new();
         for status in statuses {
             let rows = stmt
-                .query_map(params![status, filter.agent, filter.priority], task_from_row)
+                .query_map(params![status, filter.agent, filter.priority], &row)
                 .map_err(self.err("list the tasks in"))?;
-            for row in rows {
-                out.push(row.map_err(self.err("list the tasks in"))?);
+            for r in rows {
+                out.push(r.map_err(self.err("list the tasks in"))?);
             }
         }
         Ok(out)
@@ -396,28 +492,53 @@ impl Reader {
             .map_err(self.err("read a task from"))
     }
 
-    /// Events with `seq > since` (of one task, if given), in order: `f(seq, line)`.
-    pub fn events(
+    /// The events of one task with `seq > since`, in order, with their lines read from the
+    /// log: `f(seq, line)`. A line that is not where the index says is an error.
+    pub fn task_events(
         &self,
-        task: Option<&str>,
+        task: &str,
         since: u64,
         mut f: impl FnMut(u64, &str),
     ) -> Result<(), IndexError> {
-        let sql = match task {
-            Some(_) => "SELECT seq, line FROM events WHERE task_id = ?2 AND seq > ?1 ORDER BY seq",
-            None => "SELECT seq, line FROM events WHERE seq > ?1 AND ?2 IS NULL ORDER BY seq",
-        };
         let mut stmt = self
             .conn
-            .prepare_cached(sql)
+            .prepare_cached(
+                "SELECT seq, offset, len, crc FROM events WHERE task_id = ?1 AND seq > ?2 ORDER BY seq",
+            )
             .map_err(self.err("read the events in"))?;
-        let mut rows = stmt
-            .query(params![since, task])
+        let rows = stmt
+            .query_map(params![task, since], |r| {
+                Ok((
+                    r.get::<_, u64>(0)?,
+                    Located {
+                        offset: r.get(1)?,
+                        len: r.get(2)?,
+                        crc: r.get(3)?,
+                    },
+                ))
+            })
             .map_err(self.err("read the events in"))?;
-        while let Some(row) = rows.next().map_err(self.err("read the events in"))? {
-            let seq: u64 = row.get(0).map_err(self.err("read the events in"))?;
-            let line = row.get_ref(1).map_err(self.err("read the events in"))?;
-            f(seq, line.as_str().unwrap_or_default());
+        let mut file: Option<File> = None;
+        for row in rows {
+            let (seq, at) = row.map_err(self.err("read the events in"))?;
+            if file.is_none() {
+                file = Some(File::open(&self.log).map_err(|e| IndexError::Io {
+                    path: self.log.clone(),
+                    op: "open the event log",
+                    source: e,
+                })?);
+            }
+            let line = file
+                .as_ref()
+                .and_then(|f| read_located(f, &at))
+                .ok_or_else(|| IndexError::Foreign {
+                    path: self.log.clone(),
+                    detail: format!(
+                        "event {seq} is not at byte {} as the index says: the index does not belong to this log",
+                        at.offset
+                    ),
+                })?;
+            f(seq, &line);
         }
         Ok(())
     }

@@ -114,9 +114,9 @@ fn write_log(dir: &Path, evs: &mut [Event]) -> PathBuf {
 }
 
 fn same(a: &Path, b: &Path) -> Option<String> {
-    Reader::open(a, false)
+    Reader::open(a, &a.with_file_name("events.jsonl"), false)
         .unwrap()
-        .compare(&Reader::open(b, false).unwrap())
+        .compare(&Reader::open(b, &b.with_file_name("events.jsonl"), false).unwrap())
         .unwrap()
 }
 
@@ -159,7 +159,7 @@ fn projection_agrees_with_the_daemon_state() {
     for e in &evs {
         state.apply(e);
     }
-    let reader = Reader::open(&db, false).unwrap();
+    let reader = Reader::open(&db, &log, false).unwrap();
     let rows = reader.tasks(&TaskFilter::default()).unwrap();
     assert_eq!(rows.len(), state.tasks.len());
     for row in rows {
@@ -240,10 +240,10 @@ fn reading_changes_no_file() {
     let (index, _) = Index::open(&db, &log).unwrap();
     index.close().unwrap();
     let before = std::fs::read(&db).unwrap();
-    let reader = Reader::open(&db, false).unwrap();
+    let reader = Reader::open(&db, &log, false).unwrap();
     reader.tasks(&TaskFilter::default()).unwrap();
     drop(reader);
-    let reader = Reader::open(&db, true).unwrap();
+    let reader = Reader::open(&db, &log, true).unwrap();
     reader.tasks(&TaskFilter::default()).unwrap();
     drop(reader);
     assert_eq!(std::fs::read(&db).unwrap(), before);
@@ -251,7 +251,9 @@ fn reading_changes_no_file() {
     // The in-memory projection has the same rows (meta included); a different one does not.
     let (from_log, _) = Reader::from_log(&log).unwrap();
     assert_eq!(
-        from_log.compare(&Reader::open(&db, false).unwrap()).unwrap(),
+        from_log
+            .compare(&Reader::open(&db, &log, false).unwrap())
+            .unwrap(),
         None
     );
     let (shorter, _) = Reader::from_log(&write_log(&dir.path().join("x"), &mut history()[..3])).unwrap();
