@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::event::Event;
 use crate::layout::Layout;
 use crate::lifecycle::fsops;
+use crate::publish::Publisher;
 use crate::service;
 use crate::watch::{self as fswatch, Hint};
 
@@ -170,6 +171,8 @@ struct Daemon {
     need_intake: bool,
     need_full_scan: bool,
     changed_paths: HashSet<String>,
+    /// Index and read models, fed after each round (off the ack path).
+    publish: Publisher,
 }
 
 async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> {
@@ -194,7 +197,8 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
         terminate: config.terminate,
     };
     let committer = crate::audit::Committer::start(&layout.root, &config);
-    let (engine, truncated) = Engine::open(layout, config)?;
+    let (mut engine, truncated) = Engine::open(layout, config)?;
+    let publish = Publisher::start(&mut engine);
     let mut d = Daemon {
         engine,
         committer,
@@ -205,6 +209,7 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
         need_intake: true,
         need_full_scan: true,
         changed_paths: HashSet::new(),
+        publish,
     };
     clean_temp_files(&d.engine);
     let mut started_ev = Event::new("daemon_started")
@@ -370,6 +375,7 @@ impl Daemon {
             self.engine.commit()?;
         }
         self.flush_audit();
+        self.publish.update(&self.engine);
         Ok(())
     }
 
@@ -430,6 +436,8 @@ impl Daemon {
         self.engine.commit()?;
         self.engine.save_fingerprints();
         self.flush_audit();
+        self.publish.update(&self.engine);
+        self.publish.finish();
         // Let the audit thread make its last commit before the process exits.
         if let Some(c) = self.committer.take() {
             c.finish();

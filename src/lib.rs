@@ -1,6 +1,8 @@
 //! agentplane: a filesystem-native control plane for AI coding agents (ADR-047). The write
-//! side is `command` (over `store`, `lifecycle`, `adapter`), composed by `daemon`; `task`,
-//! `event`, `layout`, `config` and `clock` are shared vocabulary. See ARCHITECTURE.md.
+//! side is `command` (over `store`, `lifecycle`, `adapter`), composed by `daemon`, which feeds
+//! the derived views through `publish` (the SQLite index in `store::index`, the read models in
+//! `readmodel`). The read side is `query`: read-only, it never writes. `task`, `event`,
+//! `layout`, `config` and `clock` are shared vocabulary. See ARCHITECTURE.md.
 
 pub mod adapter;
 pub mod audit;
@@ -14,6 +16,9 @@ pub mod event;
 pub mod init;
 pub mod layout;
 pub mod lifecycle;
+pub mod publish;
+pub mod query;
+pub mod readmodel;
 pub mod request;
 pub mod service;
 pub mod store;

@@ -57,6 +57,12 @@ pub struct FileProblem {
     pub message: String,
 }
 
+/// Receives every batch once it is durable and its file operations are done — the daemon
+/// hands it on to the index and the read models. Must not block: it runs on the ack path.
+pub trait CommitSink {
+    fn committed(&mut self, events: Vec<Event>);
+}
+
 pub struct Engine {
     pub layout: Layout,
     pub config: Config,
@@ -81,6 +87,8 @@ pub struct Engine {
     pub audit: Vec<crate::audit::Change>,
     /// A changed task file was still being written: look at the folders again after settling.
     pub settle_pending: bool,
+    /// Where committed batches go (the daemon's publisher); `None`: nowhere.
+    pub sink: Option<Box<dyn CommitSink>>,
 }
 
 /// The paths an event's file operation touched and a line describing it.
@@ -131,6 +139,7 @@ impl Engine {
             settle_pending: false,
             audit: Vec::new(),
             stalled: Default::default(),
+            sink: None,
         };
         let mut engine = engine;
         engine.load_fingerprints();
@@ -162,7 +171,11 @@ impl Engine {
             }
         }
         self.flush(&mut stage)?;
-        Ok(batch.len())
+        let n = batch.len();
+        if let Some(sink) = self.sink.as_mut() {
+            sink.committed(batch);
+        }
+        Ok(n)
     }
 
     pub fn last_seq(&self) -> u64 {

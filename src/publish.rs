@@ -1,0 +1,297 @@
+//! Everything the daemon derives after a batch is durable, kept off the acknowledgement path.
+//! The engine hands each committed batch to a `Sink` (cheap: a digest under a mutex and a
+//! channel send); a dedicated thread applies the batches to the SQLite index (everything
+//! that arrived together in one transaction; opened, rebuilt if need be, and caught up from
+//! the log at start); and after each round of the daemon `Publisher::update` snapshots the
+//! tasks that changed from the engine's state and sends them to the read-model writer thread.
+//! Neither thread can delay an acknowledgement, and a failing index never stops the daemon:
+//! it is reopened (and caught up from the log) later.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::command::state::Entry;
+use crate::command::{CommitSink, Engine};
+use crate::event::Event;
+use crate::readmodel::{self, EventLine, HandoffView, ProblemView, RunEvent, TaskView, Update, writer};
+use crate::store::index::{self, Index};
+
+/// How long a failed index waits before it is opened (and caught up) again.
+const INDEX_RETRY: Duration = Duration::from_secs(10);
+
+enum IndexMsg {
+    Batch(Vec<Event>),
+    Stop,
+}
+
+/// What committed batches told us since the last `update`.
+#[derive(Default)]
+struct Pending {
+    dirty: HashSet<String>,
+    events: VecDeque<EventLine>,
+    handoffs: Vec<HandoffView>,
+    runs: Vec<RunEvent>,
+    /// Task id → what the daemon said about its inconsistent file.
+    problem_messages: HashMap<String, String>,
+    /// Path → task of a reported file problem.
+    problem_tasks: HashMap<String, Option<String>>,
+    last_seq: u64,
+}
+
+impl Pending {
+    fn digest(&mut self, ev: &Event) {
+        self.last_seq = ev.seq;
+        if let Some(id) = &ev.task_id
+            && !matches!(ev.event.as_str(), "task_rejected" | "command_rejected")
+        {
+            self.dirty.insert(id.clone());
+            if ev.data.as_ref().is_some_and(|d| d.contains_key("problem"))
+                && let Some(msg) = &ev.error
+            {
+                self.problem_messages.insert(id.clone(), msg.clone());
+            }
+        }
+        if ev.event == "problem_detected"
+            && let Some(path) = &ev.path
+        {
+            self.problem_tasks.insert(path.clone(), ev.task_id.clone());
+        }
+        if self.events.len() == readmodel::RECENT_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(EventLine::of(ev));
+        self.handoffs.extend(HandoffView::of(ev));
+        self.runs.extend(RunEvent::of(ev));
+    }
+}
+
+fn lock(p: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+    p.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Installed in the engine: receives every committed batch.
+struct Sink {
+    pending: Arc<Mutex<Pending>>,
+    index: Sender<IndexMsg>,
+}
+
+impl CommitSink for Sink {
+    fn committed(&mut self, events: Vec<Event>) {
+        {
+            let mut p = lock(&self.pending);
+            for ev in &events {
+                p.digest(ev);
+            }
+        }
+        // A stopped index thread is not an error: the next start catches up from the log.
+        let _ = self.index.send(IndexMsg::Batch(events));
+    }
+}
+
+fn view(e: &Entry, message: Option<&String>) -> TaskView {
+    TaskView {
+        id: e.id.clone(),
+        title: e.title.clone(),
+        agent: e.agent.clone(),
+        status: e.status,
+        priority: e.priority,
+        path: e.path.clone(),
+        updated_at: e.updated_at.clone(),
+        attempt: e.attempt,
+        depends_on: e.depends_on.clone(),
+        problem: e.problem.clone(),
+        problem_message: e.problem.as_ref().and(message.cloned()),
+    }
+}
+
+fn file_problems(engine: &Engine, tasks: &HashMap<String, Option<String>>) -> Vec<ProblemView> {
+    // A problem about a file that is gone no longer applies (the daemon forgets it at its
+    // next full scan).
+    let mut out: Vec<ProblemView> = engine
+        .file_problems
+        .iter()
+        .filter(|(path, _)| engine.layout.abs(path).exists())
+        .map(|(path, p)| ProblemView {
+            path: path.clone(),
+            task_id: tasks.get(path).cloned().flatten(),
+            kind: p.kind.clone(),
+            message: p.message.clone(),
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Owned by the daemon: starts both threads, feeds the read models after each round, and
+/// stops both (after they wrote everything) when dropped or finished.
+pub struct Publisher {
+    pending: Arc<Mutex<Pending>>,
+    problem_tasks: HashMap<String, Option<String>>,
+    sent_problems: Vec<ProblemView>,
+    index: Option<(Sender<IndexMsg>, JoinHandle<()>)>,
+    models: Option<(Sender<writer::Msg>, JoinHandle<()>)>,
+}
+
+impl Publisher {
+    /// Start the index and read-model threads and install the sink in the engine. The read
+    /// models start from the engine's whole state; the index catches up from the log itself.
+    pub fn start(engine: &mut Engine) -> Publisher {
+        let layout = engine.layout.clone();
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let (index_tx, index_rx) = mpsc::channel();
+        let db = index::db_path(&layout);
+        let log = layout.events();
+        let index = std::thread::Builder::new()
+            .name("index".into())
+            .spawn(move || index_thread(&db, &log, &index_rx))
+            .map_err(|e| tracing::error!("cannot start the index thread ({e}); the index is not maintained"))
+            .ok()
+            .map(|handle| (index_tx.clone(), handle));
+        let sent_problems = file_problems(engine, &HashMap::new());
+        let first = Update {
+            last_seq: engine.last_seq(),
+            upserts: engine.state.tasks.values().map(|e| view(e, None)).collect(),
+            file_problems: Some(sent_problems.clone()),
+            agents: engine.config.agents.as_ref().map(|a| a.keys().cloned().collect()),
+            ..Update::default()
+        };
+        let (models_tx, models_rx) = mpsc::channel();
+        let models = writer::spawn(
+            layout.status_dir(),
+            layout.events(),
+            engine.last_seq(),
+            first,
+            models_rx,
+        )
+        .map_err(|e| tracing::error!("cannot start the read-model thread ({e}); work/status/ is not updated"))
+        .ok()
+        .map(|handle| (models_tx, handle));
+        engine.sink = Some(Box::new(Sink {
+            pending: Arc::clone(&pending),
+            index: index_tx,
+        }));
+        Publisher {
+            pending,
+            problem_tasks: HashMap::new(),
+            sent_problems,
+            index,
+            models,
+        }
+    }
+
+    /// After a round: send the read models the tasks that changed, as the state holds them now.
+    pub fn update(&mut self, engine: &Engine) {
+        let p = std::mem::take(&mut *lock(&self.pending));
+        self.problem_tasks.extend(p.problem_tasks);
+        let problems = file_problems(engine, &self.problem_tasks);
+        let problems_changed = problems != self.sent_problems;
+        if p.dirty.is_empty() && p.events.is_empty() && !problems_changed {
+            return;
+        }
+        let mut update = Update {
+            last_seq: p.last_seq,
+            events: p.events.into(),
+            handoffs: p.handoffs,
+            runs: p.runs,
+            ..Update::default()
+        };
+        for id in p.dirty {
+            match engine.state.tasks.get(&id) {
+                Some(e) => update.upserts.push(view(e, p.problem_messages.get(&id))),
+                None => update.removed.push(id),
+            }
+        }
+        if problems_changed {
+            update.file_problems = Some(problems.clone());
+            self.sent_problems = problems;
+        }
+        if let Some((tx, _)) = &self.models {
+            let _ = tx.send(writer::Msg::Update(update));
+        }
+    }
+
+    /// Let both threads write what they have and end.
+    pub fn finish(&mut self) {
+        if let Some((tx, handle)) = self.index.take() {
+            let _ = tx.send(IndexMsg::Stop);
+            let _ = handle.join();
+        }
+        if let Some((tx, handle)) = self.models.take() {
+            let _ = tx.send(writer::Msg::Stop);
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn open_index(db: &Path, log: &Path) -> Option<Index> {
+    let started = Instant::now();
+    match Index::open(db, log) {
+        Ok((index, opened)) => {
+            let ms = started.elapsed().as_millis() as u64;
+            match opened.rebuilt {
+                Some(why) => tracing::info!(seq = index.last_seq(), ms, "index rebuilt from the log ({why})"),
+                None => tracing::debug!(
+                    seq = index.last_seq(),
+                    caught_up = opened.caught_up,
+                    ms,
+                    "index opened"
+                ),
+            }
+            Some(index)
+        }
+        Err(e) => {
+            tracing::error!("index unavailable, retrying later: {e}");
+            None
+        }
+    }
+}
+
+/// The index thread: apply whatever batches are waiting, together, until told to stop.
+fn index_thread(db: &Path, log: &Path, rx: &Receiver<IndexMsg>) {
+    let mut index = open_index(db, log);
+    let mut retry_at = Instant::now() + INDEX_RETRY;
+    loop {
+        let mut batch = Vec::new();
+        let mut stop = false;
+        match rx.recv() {
+            Ok(IndexMsg::Batch(b)) => batch = b,
+            Ok(IndexMsg::Stop) | Err(_) => stop = true,
+        }
+        while !stop {
+            match rx.try_recv() {
+                Ok(IndexMsg::Batch(b)) => batch.extend(b),
+                Ok(IndexMsg::Stop) | Err(TryRecvError::Disconnected) => stop = true,
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        if index.is_none() && Instant::now() >= retry_at {
+            index = open_index(db, log);
+            retry_at = Instant::now() + INDEX_RETRY;
+        }
+        if let Some(ix) = index.as_mut()
+            && let Err(e) = ix.apply(&batch)
+        {
+            tracing::error!("index not updated, reopening it later: {e}");
+            index = None;
+            retry_at = Instant::now() + INDEX_RETRY;
+        }
+        if stop {
+            if let Some(ix) = index.take()
+                && let Err(e) = ix.close()
+            {
+                tracing::warn!("{e}");
+            }
+            return;
+        }
+    }
+}

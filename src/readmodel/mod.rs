@@ -1,0 +1,594 @@
+//! The read models in `work/status/` (SPEC section 5): `status.json`, `AGENT_STATUS.md`,
+//! `BOARD.md`, `HANDOFFS.md`, `WORKFLOW_LOG.md`. `Model` is kept up to date incrementally
+//! from the daemon's state — one `Update` per committed round, carrying only the tasks that
+//! changed — and renders the five files; `writer` is the thread that coalesces updates and
+//! writes a file (atomically) only when its content changed.
+//!
+//! Rendering is pure. Only `writer` writes, and only inside `work/status/`; this module never
+//! touches task files, the log or the index, and never reads the write side's types (the
+//! daemon's publisher converts its state into the views below).
+
+pub mod writer;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::event::Event;
+use crate::task::{Priority, Status};
+
+/// Events shown in `WORKFLOW_LOG.md`, handoffs in `HANDOFFS.md`, tasks per `BOARD.md` section.
+pub const RECENT_EVENTS: usize = 200;
+pub const RECENT_HANDOFFS: usize = 200;
+pub const BOARD_ROWS: usize = 200;
+
+/// A task as the read models show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskView {
+    pub id: String,
+    pub title: String,
+    pub agent: String,
+    pub status: Status,
+    pub priority: Priority,
+    pub path: String,
+    pub updated_at: String,
+    pub attempt: u32,
+    pub depends_on: Vec<String>,
+    /// Kind of inconsistency of the task's file (left alone until edited).
+    pub problem: Option<String>,
+    /// What the daemon said about it, when this update knows.
+    pub problem_message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ProblemView {
+    pub path: String,
+    pub task_id: Option<String>,
+    pub kind: String,
+    pub message: String,
+}
+
+/// One line of `WORKFLOW_LOG.md`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventLine {
+    pub seq: u64,
+    pub ts: String,
+    pub event: String,
+    pub task_id: Option<String>,
+    pub agent: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub note: Option<String>,
+}
+
+impl EventLine {
+    pub fn of(ev: &Event) -> EventLine {
+        let note = ev
+            .summary
+            .clone()
+            .or_else(|| ev.error.clone())
+            .or_else(|| ev.data_str("kind").map(str::to_string));
+        EventLine {
+            seq: ev.seq,
+            ts: ev.ts.clone(),
+            event: ev.event.clone(),
+            task_id: ev.task_id.clone(),
+            agent: ev.agent.clone(),
+            from: ev.from.clone(),
+            to: ev.to.clone(),
+            note,
+        }
+    }
+}
+
+/// A follow-up task created from `result.next_agent`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandoffView {
+    pub seq: u64,
+    pub ts: String,
+    pub from_task: String,
+    pub to_task: String,
+    pub to_agent: String,
+}
+
+impl HandoffView {
+    pub fn of(ev: &Event) -> Option<HandoffView> {
+        (ev.event == "handoff_created").then(|| HandoffView {
+            seq: ev.seq,
+            ts: ev.ts.clone(),
+            from_task: ev.task_id.clone().unwrap_or_default(),
+            to_task: ev.data_str("next_task").unwrap_or_default().to_string(),
+            to_agent: ev.agent.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// An event that carries a `run_id` (ADR-048 run containers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEvent {
+    pub run_id: String,
+    pub seq: u64,
+    pub ts: String,
+    pub task_id: Option<String>,
+}
+
+impl RunEvent {
+    pub fn of(ev: &Event) -> Option<RunEvent> {
+        Some(RunEvent {
+            run_id: ev.run_id.clone()?,
+            seq: ev.seq,
+            ts: ev.ts.clone(),
+            task_id: ev.task_id.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct RunView {
+    started_at: String,
+    updated_at: String,
+    events: u64,
+    last_seq: u64,
+    tasks: BTreeSet<String>,
+}
+
+/// What changed since the previous update.
+#[derive(Debug, Clone, Default)]
+pub struct Update {
+    pub last_seq: u64,
+    pub upserts: Vec<TaskView>,
+    pub removed: Vec<String>,
+    /// The complete list of file problems, when it changed.
+    pub file_problems: Option<Vec<ProblemView>>,
+    pub events: Vec<EventLine>,
+    pub handoffs: Vec<HandoffView>,
+    pub runs: Vec<RunEvent>,
+    /// Agents named in agentplane.yaml (shown even without tasks), when known.
+    pub agents: Option<Vec<String>>,
+}
+
+/// The rendered read models.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Files {
+    /// `status.json` without its first line (`{"generated_at": …,`), which the writer adds.
+    pub status_body: String,
+    pub agent_status: String,
+    pub board: String,
+    pub handoffs: String,
+    pub workflow_log: String,
+}
+
+#[derive(Default)]
+pub struct Model {
+    tasks: BTreeMap<String, TaskView>,
+    file_problems: Vec<ProblemView>,
+    recent: VecDeque<EventLine>,
+    handoffs: VecDeque<HandoffView>,
+    runs: BTreeMap<String, RunView>,
+    agents: Vec<String>,
+    last_seq: u64,
+}
+
+/// Generic words for an inconsistency whose message the current run of the daemon has not seen.
+fn problem_text(kind: &str) -> String {
+    match kind {
+        "status_folder_mismatch" => {
+            "the status in the file disagrees with its folder; left where it is until edited"
+        }
+        "id_mismatch" => "the id in the file differs from its file name; left where it is until edited",
+        "missing_id" => "the task file has no id; left where it is until edited",
+        _ => "the task file is inconsistent; left where it is until edited",
+    }
+    .to_string()
+}
+
+fn push_capped<T>(ring: &mut VecDeque<T>, item: T, cap: usize) {
+    if ring.len() == cap {
+        ring.pop_front();
+    }
+    ring.push_back(item);
+}
+
+/// Markdown table cell: one line, pipes escaped.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// The per-status counts every view shows, in this order.
+const COUNTED: [Status; 5] = [
+    Status::Assigned,
+    Status::InProgress,
+    Status::Blocked,
+    Status::Done,
+    Status::Error,
+];
+
+#[derive(Default)]
+struct AgentTally {
+    counts: BTreeMap<Status, u64>,
+    /// (updated_at, id) of the most recently changed in-progress task.
+    current: Option<(String, String)>,
+    last_activity: String,
+}
+
+impl Model {
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    pub fn apply(&mut self, u: Update) {
+        self.last_seq = self.last_seq.max(u.last_seq);
+        for mut view in u.upserts {
+            if view.problem.is_some() && view.problem_message.is_none() {
+                view.problem_message = self
+                    .tasks
+                    .get(&view.id)
+                    .filter(|old| old.problem == view.problem)
+                    .and_then(|old| old.problem_message.clone());
+            }
+            self.tasks.insert(view.id.clone(), view);
+        }
+        for id in u.removed {
+            self.tasks.remove(&id);
+        }
+        if let Some(problems) = u.file_problems {
+            self.file_problems = problems;
+        }
+        for e in u.events {
+            if e.seq > self.recent.back().map_or(0, |l| l.seq) {
+                push_capped(&mut self.recent, e, RECENT_EVENTS);
+            }
+        }
+        for h in u.handoffs {
+            if h.seq > self.handoffs.back().map_or(0, |l| l.seq) {
+                push_capped(&mut self.handoffs, h, RECENT_HANDOFFS);
+            }
+        }
+        for r in u.runs {
+            let run = self.runs.entry(r.run_id).or_default();
+            if r.seq <= run.last_seq {
+                continue;
+            }
+            if run.events == 0 {
+                run.started_at.clone_from(&r.ts);
+            }
+            run.updated_at = r.ts;
+            run.last_seq = r.seq;
+            run.events += 1;
+            run.tasks.extend(r.task_id);
+        }
+        if let Some(agents) = u.agents {
+            self.agents = agents;
+        }
+    }
+
+    /// Every problem: reported files, and tasks whose file is inconsistent. By path.
+    fn problems(&self) -> Vec<ProblemView> {
+        let mut out: BTreeMap<String, ProblemView> = BTreeMap::new();
+        for p in &self.file_problems {
+            out.insert(p.path.clone(), p.clone());
+        }
+        for t in self.tasks.values() {
+            if let Some(kind) = &t.problem {
+                out.entry(t.path.clone()).or_insert_with(|| ProblemView {
+                    path: t.path.clone(),
+                    task_id: Some(t.id.clone()),
+                    kind: kind.clone(),
+                    message: t.problem_message.clone().unwrap_or_else(|| problem_text(kind)),
+                });
+            }
+        }
+        out.into_values().collect()
+    }
+
+    fn tally(&self) -> BTreeMap<String, AgentTally> {
+        let mut agents: BTreeMap<String, AgentTally> = BTreeMap::new();
+        for name in &self.agents {
+            agents.entry(name.clone()).or_default();
+        }
+        for t in self.tasks.values() {
+            let a = agents.entry(t.agent.clone()).or_default();
+            *a.counts.entry(t.status).or_default() += 1;
+            if t.status == Status::InProgress
+                && a.current
+                    .as_ref()
+                    .is_none_or(|(at, id)| (&t.updated_at, &t.id) > (at, id))
+            {
+                a.current = Some((t.updated_at.clone(), t.id.clone()));
+            }
+            if t.updated_at > a.last_activity {
+                a.last_activity.clone_from(&t.updated_at);
+            }
+        }
+        agents
+    }
+
+    pub fn render(&self) -> Files {
+        let agents = self.tally();
+        let problems = self.problems();
+        Files {
+            status_body: self.status_body(&agents, &problems),
+            agent_status: self.agent_status(&agents),
+            board: self.board(),
+            handoffs: self.handoffs_md(),
+            workflow_log: self.workflow_log(),
+        }
+    }
+
+    fn status_body(&self, agents: &BTreeMap<String, AgentTally>, problems: &[ProblemView]) -> String {
+        let mut counts: BTreeMap<Status, u64> = COUNTED.iter().map(|s| (*s, 0)).collect();
+        for t in self.tasks.values() {
+            *counts.entry(t.status).or_default() += 1;
+        }
+        let counts: serde_json::Map<String, Value> = counts
+            .iter()
+            .map(|(s, n)| (s.as_str().to_string(), json!(n)))
+            .collect();
+        let agents_json: serde_json::Map<String, Value> = agents
+            .iter()
+            .map(|(name, a)| {
+                let mut m = serde_json::Map::new();
+                for s in COUNTED {
+                    m.insert(s.as_str().into(), json!(a.counts.get(&s).copied().unwrap_or(0)));
+                }
+                m.insert("current".into(), json!(a.current.as_ref().map(|(_, id)| id)));
+                (name.clone(), Value::Object(m))
+            })
+            .collect();
+        let mut out = String::with_capacity(256 + self.tasks.len() * 220);
+        let _ = writeln!(out, "\"last_seq\":{},", self.last_seq);
+        let _ = writeln!(out, "\"counts\":{},", Value::Object(counts));
+        let _ = writeln!(out, "\"agents\":{},", Value::Object(agents_json));
+        out.push_str("\"tasks\":[");
+        for (i, t) in self.tasks.values().enumerate() {
+            out.push_str(if i == 0 { "\n" } else { ",\n" });
+            let v = json!({
+                "id": t.id, "title": t.title, "agent": t.agent, "status": t.status.as_str(),
+                "priority": t.priority.as_str(), "path": t.path, "updated_at": t.updated_at,
+                "attempt": t.attempt, "depends_on": t.depends_on,
+            });
+            out.push_str(&v.to_string());
+        }
+        out.push_str(if self.tasks.is_empty() {
+            "],\n\"problems\":["
+        } else {
+            "\n],\n\"problems\":["
+        });
+        for (i, p) in problems.iter().enumerate() {
+            out.push_str(if i == 0 { "\n" } else { ",\n" });
+            out.push_str(&serde_json::to_string(p).expect("problems serialize"));
+        }
+        out.push_str(if problems.is_empty() {
+            "],\n\"runs\":["
+        } else {
+            "\n],\n\"runs\":["
+        });
+        for (i, (id, r)) in self.runs.iter().rev().enumerate() {
+            out.push_str(if i == 0 { "\n" } else { ",\n" });
+            let v = json!({"run_id": id, "tasks": r.tasks.len(), "events": r.events,
+                           "started_at": r.started_at, "updated_at": r.updated_at});
+            out.push_str(&v.to_string());
+        }
+        out.push_str(if self.runs.is_empty() { "]}\n" } else { "\n]}\n" });
+        out
+    }
+
+    fn agent_status(&self, agents: &BTreeMap<String, AgentTally>) -> String {
+        let mut out = String::from(
+            "# Agent status\n\nGenerated by the agentplane daemon from its state; do not edit.\n\n\
+             | agent | state | assigned | in progress | blocked | done | error | current task | last activity |\n\
+             | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |\n",
+        );
+        if agents.is_empty() {
+            out.push_str("\nNo agents yet.\n");
+            return out;
+        }
+        for (name, a) in agents {
+            let n = |s: Status| a.counts.get(&s).copied().unwrap_or(0);
+            let state = if n(Status::InProgress) > 0 {
+                "working"
+            } else if n(Status::Assigned) > 0 {
+                "queued"
+            } else if n(Status::Blocked) > 0 {
+                "blocked"
+            } else {
+                "idle"
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {state} | {} | {} | {} | {} | {} | {} | {} |",
+                cell(name),
+                n(Status::Assigned),
+                n(Status::InProgress),
+                n(Status::Blocked),
+                n(Status::Done),
+                n(Status::Error),
+                a.current.as_ref().map_or("—".to_string(), |(_, id)| cell(id)),
+                if a.last_activity.is_empty() {
+                    "—"
+                } else {
+                    &a.last_activity
+                },
+            );
+        }
+        out
+    }
+
+    fn board(&self) -> String {
+        let mut by_status: BTreeMap<Status, Vec<&TaskView>> = BTreeMap::new();
+        for t in self.tasks.values() {
+            by_status.entry(t.status).or_default().push(t);
+        }
+        let mut out = String::from(
+            "# Board\n\nTasks by status, most recently changed first. Generated; do not edit.\n",
+        );
+        let sections = [
+            (Status::InProgress, "In progress"),
+            (Status::Assigned, "Assigned"),
+            (Status::Blocked, "Blocked"),
+            (Status::Error, "Error"),
+            (Status::Done, "Done"),
+            (Status::New, "New"),
+            (Status::Inbox, "Inbox"),
+        ];
+        for (status, heading) in sections {
+            let mut tasks = by_status.remove(&status).unwrap_or_default();
+            if tasks.is_empty() && matches!(status, Status::New | Status::Inbox) {
+                continue;
+            }
+            let _ = write!(out, "\n## {heading} ({})\n\n", tasks.len());
+            if tasks.is_empty() {
+                out.push_str("—\n");
+                continue;
+            }
+            let newest_first =
+                |a: &&TaskView, b: &&TaskView| b.updated_at.cmp(&a.updated_at).then_with(|| a.id.cmp(&b.id));
+            let total = tasks.len();
+            if total > BOARD_ROWS {
+                tasks.select_nth_unstable_by(BOARD_ROWS, newest_first);
+                tasks.truncate(BOARD_ROWS);
+            }
+            tasks.sort_by(newest_first);
+            out.push_str("| id | title | agent | priority | attempt | updated |\n| --- | --- | --- | --- | ---: | --- |\n");
+            for t in &tasks {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    cell(&t.id),
+                    cell(&t.title),
+                    cell(&t.agent),
+                    t.priority.as_str(),
+                    t.attempt,
+                    t.updated_at
+                );
+            }
+            if total > BOARD_ROWS {
+                let _ = writeln!(
+                    out,
+                    "\n… and {} more: `agentplane list --status {}`",
+                    total - BOARD_ROWS,
+                    status.as_str()
+                );
+            }
+        }
+        out
+    }
+
+    fn handoffs_md(&self) -> String {
+        let mut out = String::from(
+            "# Handoffs\n\nFollow-up tasks created from `result.next_agent`, newest first. Generated; do not edit.\n\n",
+        );
+        if self.handoffs.is_empty() {
+            out.push_str("No handoffs yet.\n");
+            return out;
+        }
+        out.push_str("| when | from task | from agent | follow-up | to agent | follow-up status |\n| --- | --- | --- | --- | --- | --- |\n");
+        for h in self.handoffs.iter().rev() {
+            let from_agent = self.tasks.get(&h.from_task).map_or("—", |t| t.agent.as_str());
+            let status = self
+                .tasks
+                .get(&h.to_task)
+                .map_or("waiting in inbox", |t| t.status.as_str());
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                h.ts,
+                cell(&h.from_task),
+                cell(from_agent),
+                cell(&h.to_task),
+                cell(&h.to_agent),
+                status
+            );
+        }
+        out
+    }
+
+    fn workflow_log(&self) -> String {
+        let mut out = String::from(
+            "# Workflow log\n\nThe most recent events, oldest first (all of them: `agentplane events`). Generated; do not edit.\n\n",
+        );
+        if self.recent.is_empty() {
+            out.push_str("No events yet.\n");
+            return out;
+        }
+        for e in &self.recent {
+            let _ = write!(out, "- `{}` {} **{}**", e.seq, e.ts, e.event);
+            if let Some(id) = &e.task_id {
+                let _ = write!(out, " {}", cell(id));
+            }
+            if let Some(agent) = &e.agent {
+                let _ = write!(out, " ({})", cell(agent));
+            }
+            match (&e.from, &e.to) {
+                (Some(f), Some(t)) => {
+                    let _ = write!(out, " {f} → {t}");
+                }
+                (None, Some(t)) => {
+                    let _ = write!(out, " → {t}");
+                }
+                _ => {}
+            }
+            if let Some(note) = &e.note {
+                let mut note = cell(note);
+                if note.chars().count() > 160 {
+                    note = note.chars().take(157).collect::<String>() + "…";
+                }
+                let _ = write!(out, " — {note}");
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// The history the read models show that the daemon's state does not keep — recent events,
+/// handoffs, run containers — read from the log's lines at start (events up to `upto`).
+/// Lines are filtered on their text before they are decoded, so a large log is cheap.
+pub fn history_from_log(
+    path: &std::path::Path,
+    upto: u64,
+) -> Result<Update, crate::store::logread::LogError> {
+    let mut recent: VecDeque<EventLine> = VecDeque::with_capacity(RECENT_EVENTS);
+    let mut handoffs: VecDeque<HandoffView> = VecDeque::new();
+    let mut runs = Vec::new();
+    let mut last_seq = 0;
+    crate::store::logread::stream_raw(path, |seq, line| {
+        if seq > upto {
+            return false;
+        }
+        last_seq = seq;
+        let handoff = head_contains(line, b"\"event\":\"handoff_created\"");
+        let run = head_contains(line, b"\"run_id\":");
+        let recent_enough = seq + RECENT_EVENTS as u64 > upto;
+        if (handoff || run || recent_enough)
+            && let Some(ev) = std::str::from_utf8(line)
+                .ok()
+                .and_then(|l| crate::event::decode(l).ok())
+        {
+            if recent_enough {
+                push_capped(&mut recent, EventLine::of(&ev), RECENT_EVENTS);
+            }
+            if let Some(h) = HandoffView::of(&ev) {
+                push_capped(&mut handoffs, h, RECENT_HANDOFFS);
+            }
+            runs.extend(RunEvent::of(&ev));
+        }
+        true
+    })?;
+    Ok(Update {
+        last_seq,
+        events: recent.into(),
+        handoffs: handoffs.into(),
+        runs,
+        ..Update::default()
+    })
+}
+
+/// Does the start of an event line (where `event`, `task_id` and `run_id` are) hold `needle`?
+fn head_contains(line: &[u8], needle: &[u8]) -> bool {
+    line[..line.len().min(400)]
+        .windows(needle.len())
+        .any(|w| w == needle)
+}

@@ -1,0 +1,510 @@
+//! The SQLite index `work/.agentplane/index.sqlite`: a projection of the event log alone
+//! (tasks, events, attempts, costs, runs, problems, and `meta.last_seq`). Deleting it loses
+//! nothing: `rebuild` projects the whole log into a temp file and renames it over the index;
+//! `Index::open` rebuilds a missing, corrupt or foreign index and catches up from `last_seq`.
+//!
+//! This module holds the WRITE half, used only by the daemon's index thread and by
+//! `agentplane index rebuild` under the root lock. The projection itself lives in `project`
+//! (one function turns an event line into row changes, so a rebuilt index equals the
+//! incrementally maintained one row for row). The read half is `read`, which opens the file
+//! read-only and is all the query side may use. Nothing here touches task files or the log.
+
+mod project;
+pub mod read;
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::event::{self, Event};
+use crate::layout::Layout;
+use crate::store::logread::{self, LogError, StreamEnd};
+use project::{Projector, Stmts};
+
+/// Bumped whenever the tables or the projection change; an index of another version is rebuilt.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Where the index of a root lives.
+pub fn db_path(layout: &Layout) -> PathBuf {
+    layout.state_dir().join("index.sqlite")
+}
+
+const TABLES: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE events (seq INTEGER PRIMARY KEY, task_id TEXT, event TEXT NOT NULL, offset INTEGER NOT NULL,
+  len INTEGER NOT NULL, crc INTEGER NOT NULL);
+CREATE TABLE tasks (id TEXT PRIMARY KEY, agent TEXT NOT NULL, status TEXT NOT NULL, path TEXT NOT NULL,
+  title TEXT NOT NULL, priority TEXT NOT NULL, priority_rank INTEGER NOT NULL, depends_on TEXT NOT NULL,
+  attempt INTEGER NOT NULL, approval_required INTEGER NOT NULL, approved INTEGER NOT NULL, problem TEXT,
+  problem_message TEXT, summary TEXT, error TEXT, created_seq INTEGER NOT NULL, created_at TEXT NOT NULL,
+  updated_seq INTEGER NOT NULL, updated_at TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE attempts (task_id TEXT NOT NULL, attempt INTEGER NOT NULL, started_seq INTEGER NOT NULL,
+  started_at TEXT NOT NULL, pid INTEGER, ended_at TEXT, exit_code INTEGER, duration_ms INTEGER,
+  outcome TEXT NOT NULL, error TEXT, log_dir TEXT NOT NULL, log_paths TEXT NOT NULL,
+  PRIMARY KEY (task_id, attempt)) WITHOUT ROWID;
+CREATE TABLE costs (seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, day TEXT NOT NULL, task_id TEXT, agent TEXT,
+  model TEXT, attempt INTEGER, cost_usd REAL, input_tokens INTEGER, output_tokens INTEGER,
+  cache_creation_input_tokens INTEGER, cache_read_input_tokens INTEGER, num_turns INTEGER);
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+  started_at TEXT NOT NULL, updated_at TEXT NOT NULL, events INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE run_tasks (run_id TEXT NOT NULL, task_id TEXT NOT NULL, first_seq INTEGER NOT NULL,
+  PRIMARY KEY (run_id, task_id)) WITHOUT ROWID;
+CREATE TABLE problems (path TEXT PRIMARY KEY, task_id TEXT, kind TEXT NOT NULL, message TEXT NOT NULL,
+  seq INTEGER NOT NULL, ts TEXT NOT NULL) WITHOUT ROWID;
+";
+
+/// Created after a rebuild has loaded the rows (faster than maintaining them row by row).
+/// `tasks_by_status` covers what `list` shows, so listing reads the index alone.
+const INDEXES: &str = "
+CREATE INDEX tasks_by_status ON tasks(status, priority_rank, created_seq, agent, priority, attempt, updated_at, title);
+CREATE INDEX tasks_by_agent ON tasks(agent, status, priority_rank, created_seq);
+CREATE INDEX events_by_task ON events(task_id, seq) WHERE task_id IS NOT NULL;
+";
+
+/// Every table, in dump order, with the columns that order its rows.
+pub const TABLE_KEYS: [(&str, &str); 8] = [
+    ("meta", "key"),
+    ("events", "seq"),
+    ("tasks", "id"),
+    ("attempts", "task_id, attempt"),
+    ("costs", "seq"),
+    ("runs", "run_id"),
+    ("run_tasks", "run_id, task_id"),
+    ("problems", "path"),
+];
+
+/// A failure of the index, naming the file and the operation.
+#[derive(Debug)]
+pub enum IndexError {
+    Sqlite {
+        path: PathBuf,
+        op: &'static str,
+        source: rusqlite::Error,
+    },
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        source: io::Error,
+    },
+    Log(LogError),
+    /// The file is an index of another schema version, or not an index at all.
+    Foreign {
+        path: PathBuf,
+        detail: String,
+    },
+}
+
+impl std::fmt::Display for IndexError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IndexError::Sqlite { path, op, source } => write!(f, "cannot {op} {}: {source}", path.display()),
+            IndexError::Io { path, op, source } => write!(f, "cannot {op} {}: {source}", path.display()),
+            IndexError::Log(e) => e.fmt(f),
+            IndexError::Foreign { path, detail } => {
+                write!(f, "{} is not a usable index: {detail}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for IndexError {}
+
+impl From<LogError> for IndexError {
+    fn from(e: LogError) -> Self {
+        IndexError::Log(e)
+    }
+}
+
+pub(crate) fn sql_err<'a>(
+    path: &'a Path,
+    op: &'static str,
+) -> impl FnOnce(rusqlite::Error) -> IndexError + 'a {
+    move |source| IndexError::Sqlite {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
+}
+
+fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> IndexError + 'a {
+    move |source| IndexError::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
+}
+
+/// Create the tables (without secondary indexes) in an empty database.
+fn create_tables(conn: &Connection, path: &Path) -> Result<(), IndexError> {
+    conn.execute_batch(TABLES)
+        .map_err(sql_err(path, "create the tables of"))?;
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('last_seq', '0')",
+        [SCHEMA_VERSION.to_string()],
+    )
+    .map_err(sql_err(path, "initialise"))?;
+    Ok(())
+}
+
+/// Rows a long projection keeps in memory before it writes them out.
+const FLUSH_AT_ROWS: usize = 100_000;
+
+/// Project every event of the log with `seq > after` into `conn`, in one transaction.
+/// `empty`: the database holds no rows yet, so rows not seen in this run do not exist.
+/// A second thread reads and verifies the log while this one writes the rows; the chunks of
+/// parsed events go back to it to be dropped, so memory is freed by the thread that
+/// allocated it (glibc's arenas make freeing across threads slow).
+fn project_log(
+    conn: &mut Connection,
+    db: &Path,
+    log: &Path,
+    after: u64,
+    empty: bool,
+) -> Result<StreamEnd, IndexError> {
+    type Chunk = Vec<(Event, String, u64)>;
+    let tx = conn
+        .transaction()
+        .map_err(sql_err(db, "begin a transaction on"))?;
+    let (to_writer, from_reader) = std::sync::mpsc::sync_channel::<Chunk>(2);
+    let (to_reader, from_writer) = std::sync::mpsc::channel::<Chunk>();
+    let log_path = log.to_path_buf();
+    let reader = std::thread::Builder::new()
+        .name("index-read".into())
+        .spawn(move || {
+            let mut chunk: Chunk = Vec::with_capacity(CHUNK);
+            let end = logread::stream(&log_path, after, |ev, line, at| {
+                chunk.push((ev, line.to_string(), at));
+                if chunk.len() == CHUNK {
+                    // Chunks come back to be dropped here: memory is freed by the thread
+                    // that allocated it.
+                    let next = match from_writer.try_recv() {
+                        Ok(mut used) => {
+                            used.clear();
+                            used
+                        }
+                        Err(_) => Vec::with_capacity(CHUNK),
+                    };
+                    to_writer
+                        .send(std::mem::replace(&mut chunk, next))
+                        .map_err(|_| ())?;
+                }
+                Ok::<(), ()>(())
+            });
+            if !chunk.is_empty() {
+                let _ = to_writer.send(chunk);
+            }
+            drop(to_writer);
+            for used in from_writer {
+                drop(used);
+            }
+            end
+        })
+        .map_err(io_err(log, "start a thread to read"))?;
+    let written = (|| {
+        let mut st = Stmts::new(&tx)?;
+        let mut projector = Projector::new(empty, after);
+        for chunk in from_reader {
+            for (ev, line, at) in &chunk {
+                projector.apply(&mut st, ev, line, *at)?;
+            }
+            let _ = to_reader.send(chunk);
+            if projector.cached() >= FLUSH_AT_ROWS {
+                projector.flush(&mut st)?;
+            }
+        }
+        drop(to_reader);
+        projector.flush(&mut st)
+    })();
+    // The reader ends on its own: at the end of the log, or when the writer is gone.
+    let end = reader.join().map_err(|_| IndexError::Foreign {
+        path: log.to_path_buf(),
+        detail: "the thread reading it panicked".into(),
+    })?;
+    written.map_err(sql_err(db, "write the projection into"))?;
+    let end = end?.map_err(|()| IndexError::Foreign {
+        path: db.to_path_buf(),
+        detail: "the projection stopped early".into(),
+    })?;
+    tx.commit().map_err(sql_err(db, "commit"))?;
+    Ok(end)
+}
+
+/// Lines parsed per hand-over from the reading thread to the writing one.
+const CHUNK: usize = 1024;
+
+/// What a rebuild did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RebuildReport {
+    pub path: String,
+    pub events: u64,
+    pub last_seq: u64,
+    pub tasks: u64,
+    /// Bytes of a torn last line that were left out (the daemon cuts them at its start).
+    pub torn_bytes: u64,
+    pub ms: u64,
+}
+
+/// Project the whole log into a new database next to `db`, then rename it over `db`. The
+/// caller guarantees that no connection writes `db` meanwhile (the daemon's index thread
+/// before it opens it; the CLI under the root lock).
+pub fn rebuild(db: &Path, log: &Path) -> Result<RebuildReport, IndexError> {
+    let started = Instant::now();
+    let dir = db.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(".index.sqlite.rebuild");
+    for stale in [tmp.clone(), with_suffix(&tmp, "-journal")] {
+        remove_if_present(&stale)?;
+    }
+    let mut conn = Connection::open_with_flags(
+        &tmp,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql_err(&tmp, "create"))?;
+    // A scratch file until it is renamed into place: no journal, no syncs (one fsync at the end).
+    conn.execute_batch(
+        "PRAGMA page_size=16384; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE;
+         PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
+    )
+    .map_err(sql_err(&tmp, "configure"))?;
+    create_tables(&conn, &tmp)?;
+    let end = project_log(&mut conn, &tmp, log, 0, true)?;
+    conn.execute_batch(INDEXES)
+        .map_err(sql_err(&tmp, "create the indexes of"))?;
+    let tasks: u64 = conn
+        .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+        .map_err(sql_err(&tmp, "count the tasks of"))?;
+    conn.execute_batch("PRAGMA journal_mode=DELETE;")
+        .map_err(sql_err(&tmp, "configure"))?;
+    conn.close().map_err(|(_, e)| sql_err(&tmp, "close")(e))?;
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(&tmp, "fsync"))?;
+    // A WAL left by a crashed writer belongs to the old file; it must not meet the new one.
+    for stale in [
+        with_suffix(db, "-wal"),
+        with_suffix(db, "-shm"),
+        with_suffix(db, "-journal"),
+    ] {
+        remove_if_present(&stale)?;
+    }
+    std::fs::rename(&tmp, db).map_err(io_err(db, "rename the rebuilt index onto"))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir, "fsync directory"))?;
+    Ok(RebuildReport {
+        path: db.to_string_lossy().into_owned(),
+        events: end.events,
+        last_seq: end.last_seq,
+        tasks,
+        torn_bytes: end.torn_bytes,
+        ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn remove_if_present(path: &Path) -> Result<(), IndexError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(path, "remove")(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Why `agentplane index rebuild` did not run.
+#[derive(Debug)]
+pub enum RebuildRefused {
+    /// A daemon holds the root lock; it maintains (and at start rebuilds) the index itself.
+    DaemonRunning {
+        pid: String,
+        lock: PathBuf,
+    },
+    Failed(IndexError),
+}
+
+/// `agentplane index rebuild`: take the root lock (so no daemon starts meanwhile), rebuild,
+/// release. Refused while a daemon holds the lock.
+pub fn rebuild_locked(layout: &Layout) -> Result<RebuildReport, RebuildRefused> {
+    let lock_path = layout.lock();
+    let state_dir = layout.state_dir();
+    std::fs::create_dir_all(&state_dir)
+        .map_err(|e| RebuildRefused::Failed(io_err(&state_dir, "create directory")(e)))?;
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| RebuildRefused::Failed(io_err(&lock_path, "open")(e)))?;
+    if lock.try_lock().is_err() {
+        let pid = std::fs::read_to_string(&lock_path).unwrap_or_default();
+        return Err(RebuildRefused::DaemonRunning {
+            pid: pid.trim().to_string(),
+            lock: lock_path,
+        });
+    }
+    let report = rebuild(&db_path(layout), &layout.events()).map_err(RebuildRefused::Failed);
+    drop(lock);
+    report
+}
+
+/// What `Index::open` had to do.
+#[derive(Debug, Clone, Default)]
+pub struct Opened {
+    /// Why the index was rebuilt, if it was.
+    pub rebuilt: Option<String>,
+    /// Events applied from the log to catch up.
+    pub caught_up: u64,
+}
+
+/// The index as the daemon maintains it: WAL, `synchronous=NORMAL`, one transaction per batch.
+pub struct Index {
+    conn: Connection,
+    path: PathBuf,
+    log: PathBuf,
+    last_seq: u64,
+    /// Where the line of the next event starts in the log (the journal appends contiguously).
+    next_offset: u64,
+}
+
+impl Index {
+    /// Open the index of `log` for writing: rebuild it if it is missing, unreadable, of
+    /// another schema, or not a projection of this log; then apply what the log has beyond
+    /// `last_seq`.
+    pub fn open(db: &Path, log: &Path) -> Result<(Index, Opened), IndexError> {
+        let mut opened = Opened::default();
+        let existing = if db.exists() {
+            match Index::open_existing(db, log) {
+                Ok(index) => Some(index),
+                Err(e) => {
+                    opened.rebuilt = Some(e.to_string());
+                    None
+                }
+            }
+        } else {
+            opened.rebuilt = Some(format!("{} does not exist", db.display()));
+            None
+        };
+        let mut index = match existing {
+            Some(index) => index,
+            None => {
+                rebuild(db, log)?;
+                Index::open_existing(db, log)?
+            }
+        };
+        opened.caught_up = index.catch_up()?;
+        Ok((index, opened))
+    }
+
+    fn open_existing(db: &Path, log: &Path) -> Result<Index, IndexError> {
+        let conn = Connection::open_with_flags(
+            db,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql_err(db, "open"))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;
+             PRAGMA busy_timeout=5000;",
+        )
+        .map_err(sql_err(db, "configure"))?;
+        let last_seq = read::check_meta(&conn, db)?;
+        let mut next_offset = 0;
+        if last_seq > 0 {
+            let located = read::locate(&conn, db, last_seq)?;
+            let found = match located {
+                Some(at) => read::line_at(log, &at)?.map(|_| at.offset + at.len + 1),
+                None => None,
+            };
+            next_offset = found.ok_or_else(|| IndexError::Foreign {
+                path: db.to_path_buf(),
+                detail: format!(
+                    "its event {last_seq} is not in the log (the log was replaced or is shorter)"
+                ),
+            })?;
+        }
+        Ok(Index {
+            conn,
+            path: db.to_path_buf(),
+            log: log.to_path_buf(),
+            last_seq,
+            next_offset,
+        })
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Apply what the log holds beyond `last_seq`.
+    pub fn catch_up(&mut self) -> Result<u64, IndexError> {
+        let end = project_log(&mut self.conn, &self.path, &self.log, self.last_seq, false)?;
+        if end.events > 0 {
+            self.last_seq = end.last_seq;
+            self.next_offset = end.offset;
+        }
+        Ok(end.events)
+    }
+
+    /// Apply committed events (those at or below `last_seq` are skipped) in one transaction.
+    /// A gap — events the index never saw — is filled from the log first.
+    pub fn apply(&mut self, events: &[Event]) -> Result<usize, IndexError> {
+        let Some(first) = events.iter().find(|e| e.seq > self.last_seq) else {
+            return Ok(0);
+        };
+        if first.seq != self.last_seq + 1 {
+            self.catch_up()?;
+        }
+        self.apply_fresh(events)
+    }
+
+    fn apply_fresh(&mut self, events: &[Event]) -> Result<usize, IndexError> {
+        let db = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql_err(&db, "begin a transaction on"))?;
+        let mut st = Stmts::new(&tx).map_err(sql_err(&db, "prepare statements for"))?;
+        let mut projector = Projector::new(false, self.last_seq);
+        let mut applied = 0;
+        let mut offset = self.next_offset;
+        for ev in events.iter().filter(|e| e.seq > self.last_seq) {
+            // Project the line as the journal wrote it, exactly as a rebuild reads it back.
+            let line = event::encode(ev);
+            let parsed = event::decode(&line).map_err(|e| IndexError::Foreign {
+                path: db.clone(),
+                detail: format!("event {} does not read back: {e}", ev.seq),
+            })?;
+            projector
+                .apply(&mut st, &parsed, &line, offset)
+                .map_err(sql_err(&db, "write the projection into"))?;
+            offset += line.len() as u64 + 1;
+            applied += 1;
+        }
+        projector
+            .flush(&mut st)
+            .map_err(sql_err(&db, "write the projection into"))?;
+        drop(st);
+        tx.commit().map_err(sql_err(&db, "commit"))?;
+        self.last_seq = projector.last_seq();
+        self.next_offset = offset;
+        Ok(applied)
+    }
+
+    /// Checkpoint and leave the file in rollback-journal mode, so that readers opening it
+    /// read-only while no daemon runs create no `-wal`/`-shm` files.
+    pub fn close(self) -> Result<(), IndexError> {
+        let db = self.path.clone();
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;")
+            .map_err(sql_err(&db, "checkpoint"))?;
+        self.conn.close().map_err(|(_, e)| sql_err(&db, "close")(e))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,261 @@
+use super::read::{Reader, TaskFilter};
+use super::*;
+use crate::command::State;
+use crate::store::journal::Journal;
+use serde_json::json;
+
+fn meta(agent: &str, title: &str) -> Value {
+    json!({"title": title, "agent": agent, "priority": "high", "depends_on": ["x"],
+           "approval_required": false, "timeout_s": null, "max_attempts": null})
+}
+
+use serde_json::Value;
+
+/// A little history touching every table: intake, a run that fails and is retried, a run
+/// that completes with costs, an adopted inconsistent file, a reported file, a reassign, a
+/// deletion, and events of a run container.
+fn history() -> Vec<Event> {
+    let mut evs = Vec::new();
+    let mut e = Event::task("task_received", "a");
+    e.path = Some("work/collaboration/inbox/a.yaml".into());
+    evs.push(e);
+    let mut e = Event::task("task_assigned", "a");
+    e.to = Some("assigned".into());
+    e.op = Some("move".into());
+    e.src = Some("work/collaboration/inbox/a.yaml".into());
+    e.path = Some("work/collaboration/assigned/bot/a.yaml".into());
+    e.run_id = Some("run-1".into());
+    evs.push(e.with_data("task", meta("bot", "Task A")));
+    for attempt in 1..=2 {
+        let mut e = Event::task("task_started", "a");
+        e.attempt = Some(attempt);
+        e.to = Some("in_progress".into());
+        e.op = Some("move".into());
+        e.path = Some("work/collaboration/assigned/bot/a.yaml".into());
+        evs.push(e);
+        let mut e = Event::task("execution_start", "a");
+        e.attempt = Some(attempt);
+        e.pid = Some(100 + attempt);
+        evs.push(e);
+        let mut e = Event::task("execution_complete", "a");
+        e.attempt = Some(attempt);
+        e.exit_code = Some(if attempt == 1 { 3 } else { 0 });
+        e.duration_ms = Some(12);
+        e.log_paths = Some(vec![format!("work/logs/a/{attempt}/stdout.log")]);
+        evs.push(e);
+        if attempt == 1 {
+            let mut e = Event::task("task_retry_scheduled", "a");
+            e.attempt = Some(1);
+            e.error = Some("the agent exited with code 3".into());
+            e.to = Some("assigned".into());
+            e.op = Some("move".into());
+            e.path = Some("work/collaboration/assigned/bot/a.yaml".into());
+            evs.push(e);
+        }
+    }
+    let mut e = Event::task("task_completed", "a");
+    e.attempt = Some(2);
+    e.summary = Some("did it".into());
+    e.to = Some("done".into());
+    e.op = Some("move".into());
+    e.run_id = Some("run-1".into());
+    e.path = Some("work/collaboration/done/bot/a.yaml".into());
+    evs.push(e);
+    let mut e = Event::task("cost_update", "a");
+    e.agent = Some("bot".into());
+    e.attempt = Some(2);
+    e.data = Some(
+        json!({"cost_usd": 0.1234567, "input_tokens": 10, "output_tokens": 5, "model": "m1"})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    evs.push(e);
+    let mut e = Event::task("task_discovered", "b");
+    e.to = Some("done".into());
+    e.path = Some("work/collaboration/assigned/human/b.yaml".into());
+    e.error = Some("status `done` belongs in done/".into());
+    evs.push(
+        e.with_data("task", meta("human", "Task B"))
+            .with_data("problem", json!("status_folder_mismatch")),
+    );
+    let mut e = Event::new("problem_detected");
+    e.path = Some("work/collaboration/assigned/bot/broken.yaml".into());
+    e.error = Some("not valid YAML".into());
+    evs.push(e.with_data("kind", json!("invalid_file")));
+    let mut e = Event::task("task_assigned", "c");
+    e.to = Some("assigned".into());
+    e.op = Some("move".into());
+    e.path = Some("work/collaboration/assigned/bot/c.yaml".into());
+    evs.push(e.with_data("task", meta("bot", "Task C")));
+    let mut e = Event::task("task_reassigned", "c");
+    e.agent = Some("human".into());
+    e.op = Some("move".into());
+    e.path = Some("work/collaboration/assigned/human/c.yaml".into());
+    evs.push(e);
+    let mut e = Event::task("task_assigned", "d");
+    e.to = Some("assigned".into());
+    e.op = Some("move".into());
+    e.path = Some("work/collaboration/assigned/bot/d.yaml".into());
+    evs.push(e.with_data("task", meta("bot", "Task D")));
+    let mut e = Event::task("task_deleted", "d");
+    e.path = Some("work/collaboration/assigned/bot/d.yaml".into());
+    evs.push(e);
+    evs.push(Event::new("daemon_stopped"));
+    evs
+}
+
+fn write_log(dir: &Path, evs: &mut [Event]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let log = dir.join("events.jsonl");
+    let mut j = Journal::open(&log, |_| {}).unwrap().journal;
+    j.append(evs).unwrap();
+    log
+}
+
+fn same(a: &Path, b: &Path) -> Option<String> {
+    Reader::open(a, &a.with_file_name("events.jsonl"), false)
+        .unwrap()
+        .compare(&Reader::open(b, &b.with_file_name("events.jsonl"), false).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn incremental_in_any_batches_equals_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut evs = history();
+    let log = write_log(dir.path(), &mut evs);
+    let rebuilt = dir.path().join("rebuilt.sqlite");
+    let report = rebuild(&rebuilt, &log).unwrap();
+    assert_eq!(report.events, evs.len() as u64);
+    assert_eq!(report.tasks, 3);
+    for split in [1, 2, 3, 5, 100] {
+        // An index that starts empty (rebuilt from an empty log) and gets the events in batches.
+        let sub = dir.path().join(format!("split{split}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let empty_log = sub.join("events.jsonl");
+        std::fs::write(&empty_log, "").unwrap();
+        let db = sub.join("index.sqlite");
+        let (mut index, opened) = Index::open(&db, &empty_log).unwrap();
+        assert!(opened.rebuilt.is_some());
+        for batch in evs.chunks(split) {
+            index.apply(batch).unwrap();
+            // Replays are skipped.
+            assert_eq!(index.apply(batch).unwrap(), 0);
+        }
+        index.close().unwrap();
+        assert_eq!(same(&db, &rebuilt), None, "batches of {split}");
+    }
+}
+
+#[test]
+fn projection_agrees_with_the_daemon_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut evs = history();
+    let log = write_log(dir.path(), &mut evs);
+    let db = dir.path().join("index.sqlite");
+    rebuild(&db, &log).unwrap();
+    let mut state = State::default();
+    for e in &evs {
+        state.apply(e);
+    }
+    let reader = Reader::open(&db, &log, false).unwrap();
+    let rows = reader.tasks(&TaskFilter::default()).unwrap();
+    assert_eq!(rows.len(), state.tasks.len());
+    for row in rows {
+        let e = &state.tasks[&row.id];
+        assert_eq!(row.status, e.status.as_str());
+        assert_eq!(row.path, e.path);
+        assert_eq!(row.agent, e.agent);
+        assert_eq!(row.title, e.title);
+        assert_eq!(row.priority, e.priority.as_str());
+        assert_eq!(row.attempt, e.attempt);
+        assert_eq!(row.depends_on, e.depends_on);
+        assert_eq!(row.problem, e.problem);
+        assert_eq!(row.updated_at, e.updated_at);
+    }
+    let attempts = reader.attempts("a").unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| a.outcome.as_str()).collect::<Vec<_>>(),
+        ["failed", "done"]
+    );
+    assert_eq!(attempts[0].exit_code, Some(3));
+    assert_eq!(attempts[1].pid, Some(102));
+    assert_eq!(reader.problems().unwrap().len(), 2);
+    let costs = reader.costs(read::CostKey::Model).unwrap();
+    assert_eq!(costs[0].key, "m1");
+    assert_eq!(costs[0].cost_usd, 0.1234567);
+    let runs = reader.runs(None).unwrap();
+    assert_eq!((runs.len(), runs[0].tasks, runs[0].run.events), (1, 1, 2));
+}
+
+#[test]
+fn open_rebuilds_a_foreign_or_broken_index_and_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut evs = history();
+    let log = write_log(dir.path(), &mut evs[..5]);
+    let db = dir.path().join("index.sqlite");
+    let (index, opened) = Index::open(&db, &log).unwrap();
+    assert_eq!((index.last_seq(), opened.caught_up), (5, 0));
+    index.close().unwrap();
+    // More events in the log: caught up at the next open.
+    let mut j = Journal::open(&log, |_| {}).unwrap().journal;
+    j.append(&mut evs[5..]).unwrap();
+    let (index, opened) = Index::open(&db, &log).unwrap();
+    assert_eq!(opened.rebuilt, None);
+    assert_eq!(opened.caught_up, evs.len() as u64 - 5);
+    index.close().unwrap();
+    // Garbage in place of the index: rebuilt.
+    std::fs::write(&db, b"not a database").unwrap();
+    let (index, opened) = Index::open(&db, &log).unwrap();
+    assert!(opened.rebuilt.is_some());
+    assert_eq!(index.last_seq(), evs.len() as u64);
+    index.close().unwrap();
+    // Another log under the same index: rebuilt.
+    std::fs::remove_file(&log).unwrap();
+    let mut other = vec![Event::new("rescan"), Event::new("rescan")];
+    write_log(dir.path(), &mut other);
+    let (index, opened) = Index::open(&db, &log).unwrap();
+    assert!(opened.rebuilt.is_some(), "{opened:?}");
+    assert_eq!(index.last_seq(), 2);
+    index.close().unwrap();
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.ends_with("-wal") || n.ends_with("-shm") || n.contains("rebuild")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn reading_changes_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut evs = history();
+    let log = write_log(dir.path(), &mut evs);
+    let db = dir.path().join("index.sqlite");
+    let (index, _) = Index::open(&db, &log).unwrap();
+    index.close().unwrap();
+    let before = std::fs::read(&db).unwrap();
+    let reader = Reader::open(&db, &log, false).unwrap();
+    reader.tasks(&TaskFilter::default()).unwrap();
+    drop(reader);
+    let reader = Reader::open(&db, &log, true).unwrap();
+    reader.tasks(&TaskFilter::default()).unwrap();
+    drop(reader);
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no side files");
+    // The in-memory projection has the same rows (meta included); a different one does not.
+    let (from_log, _) = Reader::from_log(&log).unwrap();
+    assert_eq!(
+        from_log
+            .compare(&Reader::open(&db, &log, false).unwrap())
+            .unwrap(),
+        None
+    );
+    let (shorter, _) = Reader::from_log(&write_log(&dir.path().join("x"), &mut history()[..3])).unwrap();
+    assert!(shorter.compare(&from_log).unwrap().is_some());
+}

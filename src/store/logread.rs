@@ -1,0 +1,457 @@
+//! Read-only access to the event log for everything that is not the daemon's journal: the
+//! index (rebuild, catch-up), the read models' start-up scan, and the query CLI (`events`,
+//! `wait`, `check`, `--follow`). Streams lines instead of loading the whole log, finds the
+//! first line after a `seq` by binary search over byte offsets (lines are ordered by `seq`),
+//! and follows the log as it grows. Opens the log read-only; never repairs, truncates or
+//! appends (that is `store::journal`, the daemon's alone).
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::event::{self, Event};
+
+/// Why the log could not be read, with the file and the operation or the damaged place.
+#[derive(Debug)]
+pub enum LogError {
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        source: io::Error,
+    },
+    /// A damaged line that is not the last one (a torn last line is not an error).
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        detail: String,
+    },
+}
+
+impl std::fmt::Display for LogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogError::Io { path, op, source } => write!(f, "cannot {op} {}: {source}", path.display()),
+            LogError::Corrupt { path, offset, detail } => write!(
+                f,
+                "{} at byte {offset}: corrupt event ({detail}); the daemon refuses to start over it — \
+                 inspect that line (see docs/operations.md, Recovery)",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LogError {}
+
+fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> LogError + 'a {
+    move |source| LogError::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
+}
+
+/// How a stream over the log ended.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamEnd {
+    /// Seq of the last event read (0 if none).
+    pub last_seq: u64,
+    /// Events handed to the callback.
+    pub events: u64,
+    /// Byte offset just after the last complete line read.
+    pub offset: u64,
+    /// Bytes after `offset` that do not form a complete line: a torn last line (or one being
+    /// appended right now).
+    pub torn_bytes: u64,
+}
+
+/// The `seq` of a line from its first bytes (`{"v":1,"seq":N,…`), without parsing the rest.
+fn quick_seq(line: &[u8]) -> Option<u64> {
+    let head = &line[..line.len().min(48)];
+    let at = head.windows(6).position(|w| w == b"\"seq\":")? + 6;
+    let digits: &[u8] = &head[at..];
+    let end = digits.iter().position(|b| !b.is_ascii_digit())?;
+    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+}
+
+fn decode_line(path: &Path, offset: u64, bytes: &[u8]) -> Result<Event, LogError> {
+    std::str::from_utf8(bytes)
+        .map_err(|_| event::DecodeError::Json("not UTF-8".into()))
+        .and_then(event::decode)
+        .map_err(|e| LogError::Corrupt {
+            path: path.to_path_buf(),
+            offset,
+            detail: e.to_string(),
+        })
+}
+
+/// Read the complete line starting at `start`, if there is one (without its newline).
+fn line_at(file: &File, path: &Path, start: u64, len: u64) -> Result<Option<Vec<u8>>, LogError> {
+    let mut out = Vec::new();
+    let mut pos = start;
+    let mut chunk = vec![0u8; 4096];
+    while pos < len {
+        let want = chunk.len().min((len - pos) as usize);
+        let n = file
+            .read_at(&mut chunk[..want], pos)
+            .map_err(io_err(path, "read the event log"))?;
+        if n == 0 {
+            break;
+        }
+        if let Some(nl) = chunk[..n].iter().position(|&b| b == b'\n') {
+            out.extend_from_slice(&chunk[..nl]);
+            return Ok(Some(out));
+        }
+        out.extend_from_slice(&chunk[..n]);
+        pos += n as u64;
+        if chunk.len() < 1 << 20 {
+            chunk.resize(chunk.len() * 2, 0);
+        }
+    }
+    Ok(None)
+}
+
+/// The start of the first line at or after `off`.
+fn next_line_start(file: &File, path: &Path, off: u64, len: u64) -> Result<u64, LogError> {
+    if off == 0 {
+        return Ok(0);
+    }
+    let mut pos = off - 1;
+    let mut chunk = [0u8; 4096];
+    while pos < len {
+        let want = chunk.len().min((len - pos) as usize);
+        let n = file
+            .read_at(&mut chunk[..want], pos)
+            .map_err(io_err(path, "read the event log"))?;
+        if n == 0 {
+            break;
+        }
+        if let Some(nl) = chunk[..n].iter().position(|&b| b == b'\n') {
+            return Ok(pos + nl as u64 + 1);
+        }
+        pos += n as u64;
+    }
+    Ok(len)
+}
+
+/// Seq of the complete line at `start`; `None` past the last complete line.
+fn seq_of_line(file: &File, path: &Path, start: u64, len: u64) -> Result<Option<u64>, LogError> {
+    let Some(line) = line_at(file, path, start, len)? else {
+        return Ok(None);
+    };
+    match quick_seq(&line) {
+        Some(seq) => Ok(Some(seq)),
+        None => decode_line(path, start, &line).map(|e| Some(e.seq)),
+    }
+}
+
+/// Byte offset of the first complete line whose seq is greater than `after`, by binary search
+/// (lines are in seq order). Returns `len` when there is none.
+fn offset_after(file: &File, path: &Path, after: u64, len: u64) -> Result<u64, LogError> {
+    if after == 0 {
+        return Ok(0);
+    }
+    let (mut lo, mut hi) = (0u64, len);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let start = next_line_start(file, path, mid, len)?;
+        let past = match seq_of_line(file, path, start, len)? {
+            Some(seq) => seq > after,
+            None => true,
+        };
+        if past {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    next_line_start(file, path, lo, len)
+}
+
+fn open(path: &Path) -> Result<Option<(File, u64)>, LogError> {
+    match File::open(path) {
+        Ok(f) => {
+            let len = f.metadata().map_err(io_err(path, "stat the event log"))?.len();
+            Ok(Some((f, len)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path, "open the event log")(e)),
+    }
+}
+
+/// Hand every event with `seq > after` to `f`, in order, with its line (without newline) and
+/// the byte offset where the line starts.
+/// A missing log is an empty one. A torn last line ends the stream (reported in `torn_bytes`);
+/// any other damaged line, or a seq that does not increase, is an error.
+pub fn stream<E>(
+    path: &Path,
+    after: u64,
+    mut f: impl FnMut(Event, &str, u64) -> Result<(), E>,
+) -> Result<Result<StreamEnd, E>, LogError> {
+    let Some((file, len)) = open(path)? else {
+        return Ok(Ok(StreamEnd::default()));
+    };
+    let start = offset_after(&file, path, after, len)?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    reader
+        .seek(SeekFrom::Start(start))
+        .map_err(io_err(path, "seek in the event log"))?;
+    let mut end = StreamEnd {
+        last_seq: after,
+        offset: start,
+        ..StreamEnd::default()
+    };
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(io_err(path, "read the event log"))?;
+        if n == 0 {
+            break;
+        }
+        if buf.last() != Some(&b'\n') {
+            end.torn_bytes = n as u64;
+            break;
+        }
+        let line = &buf[..n - 1];
+        let ev = match decode_line(path, end.offset, line) {
+            Ok(ev) => ev,
+            // A damaged last line without anything after it is torn, not corrupt.
+            Err(_) if end.offset + n as u64 >= len => {
+                end.torn_bytes = n as u64;
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        if ev.seq <= end.last_seq {
+            return Err(LogError::Corrupt {
+                path: path.to_path_buf(),
+                offset: end.offset,
+                detail: format!("seq {} does not follow {}", ev.seq, end.last_seq),
+            });
+        }
+        let at = end.offset;
+        end.last_seq = ev.seq;
+        end.events += 1;
+        end.offset += n as u64;
+        let text = std::str::from_utf8(line).expect("decoded lines are UTF-8");
+        if let Err(e) = f(ev, text, at) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(end))
+}
+
+/// Hand every complete line to `f` with its seq, from the start, without verifying checksums
+/// (for views of a log the daemon verified when it opened it); `f` returns false to stop.
+pub fn stream_raw(path: &Path, mut f: impl FnMut(u64, &[u8]) -> bool) -> Result<(), LogError> {
+    let Some((file, _)) = open(path)? else {
+        return Ok(());
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut buf = Vec::with_capacity(1024);
+    let mut offset = 0u64;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(io_err(path, "read the event log"))?;
+        if n == 0 || buf.last() != Some(&b'\n') {
+            return Ok(());
+        }
+        let line = &buf[..n - 1];
+        let seq = match quick_seq(line) {
+            Some(seq) => seq,
+            None => decode_line(path, offset, line)?.seq,
+        };
+        offset += n as u64;
+        if !f(seq, line) {
+            return Ok(());
+        }
+    }
+}
+
+/// Every event with `seq > after`, with its line.
+pub fn read_after(path: &Path, after: u64) -> Result<(Vec<(Event, String)>, StreamEnd), LogError> {
+    let mut out = Vec::new();
+    let end = stream(path, after, |ev, line, _| {
+        out.push((ev, line.to_string()));
+        Ok::<(), std::convert::Infallible>(())
+    })?;
+    let Ok(end) = end;
+    Ok((out, end))
+}
+
+/// The last complete event of the log and its line; `None` for an empty or missing log.
+/// A torn last line is skipped: the complete line before it counts.
+pub fn last_event(path: &Path) -> Result<Option<(Event, String)>, LogError> {
+    let Some((file, len)) = open(path)? else {
+        return Ok(None);
+    };
+    let mut window = 64 * 1024u64;
+    loop {
+        let from = len.saturating_sub(window);
+        let mut buf = vec![0u8; (len - from) as usize];
+        file.read_exact_at(&mut buf, from)
+            .map_err(io_err(path, "read the event log"))?;
+        let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
+            if from == 0 {
+                return Ok(None);
+            }
+            window *= 4;
+            continue;
+        };
+        let start = match buf[..last_nl].iter().rposition(|&b| b == b'\n') {
+            Some(prev) => prev + 1,
+            None if from == 0 => 0,
+            None => {
+                // The last line is longer than the window: widen it.
+                window *= 4;
+                continue;
+            }
+        };
+        let line = &buf[start..last_nl];
+        let ev = decode_line(path, from + start as u64, line)?;
+        return Ok(Some((ev, String::from_utf8_lossy(line).into_owned())));
+    }
+}
+
+/// The line of the event with exactly this seq, if the log has it.
+pub fn line_of(path: &Path, seq: u64) -> Result<Option<String>, LogError> {
+    let Some((file, len)) = open(path)? else {
+        return Ok(None);
+    };
+    let start = offset_after(&file, path, seq.saturating_sub(1), len)?;
+    let Some(line) = line_at(&file, path, start, len)? else {
+        return Ok(None);
+    };
+    let ev = decode_line(path, start, &line)?;
+    Ok((ev.seq == seq).then(|| String::from_utf8_lossy(&line).into_owned()))
+}
+
+/// Follows the log as it grows: each `poll` returns the complete lines appended since the
+/// last one. Survives the log not existing yet; starts again after a repair shortened it.
+pub struct Follower {
+    path: PathBuf,
+    offset: Option<u64>,
+    last_seq: u64,
+}
+
+impl Follower {
+    /// Follow from the first event with `seq > after`.
+    pub fn after(path: &Path, after: u64) -> Follower {
+        Follower {
+            path: path.to_path_buf(),
+            offset: None,
+            last_seq: after,
+        }
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    pub fn poll(&mut self) -> Result<Vec<(Event, String)>, LogError> {
+        let Some((file, len)) = open(&self.path)? else {
+            return Ok(Vec::new());
+        };
+        let offset = match self.offset {
+            Some(o) if o <= len => o,
+            _ => offset_after(&file, &self.path, self.last_seq, len)?,
+        };
+        let mut buf = Vec::new();
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(io_err(&self.path, "seek in the event log"))?;
+        file.read_to_end(&mut buf)
+            .map_err(io_err(&self.path, "read the event log"))?;
+        let mut out = Vec::new();
+        let mut pos = 0usize;
+        while let Some(nl) = buf[pos..].iter().position(|&b| b == b'\n') {
+            let line = &buf[pos..pos + nl];
+            let at = offset + pos as u64;
+            pos += nl + 1;
+            let ev = decode_line(&self.path, at, line)?;
+            if ev.seq > self.last_seq {
+                self.last_seq = ev.seq;
+                out.push((ev, String::from_utf8_lossy(line).into_owned()));
+            }
+        }
+        self.offset = Some(offset + pos as u64);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::journal::Journal;
+
+    fn log_with(n: usize) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut j = Journal::open(&path, |_| {}).unwrap().journal;
+        let mut evs: Vec<Event> = (0..n)
+            .map(|i| {
+                let e = Event::task("task_received", &format!("t{i}"));
+                // Some long lines, so binary search crosses chunk boundaries.
+                if i % 7 == 0 {
+                    e.with_data("pad", serde_json::json!("x".repeat(10_000)))
+                } else {
+                    e
+                }
+            })
+            .collect();
+        j.append(&mut evs).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn streams_from_any_seq_and_finds_lines() {
+        let (_d, path) = log_with(60);
+        for after in [0u64, 1, 6, 7, 30, 59, 60, 80] {
+            let (evs, end) = read_after(&path, after).unwrap();
+            let want: Vec<u64> = (after + 1..=60).collect();
+            assert_eq!(
+                evs.iter().map(|e| e.0.seq).collect::<Vec<_>>(),
+                want,
+                "after {after}"
+            );
+            assert_eq!(end.last_seq, 60.max(after));
+            assert_eq!(end.torn_bytes, 0);
+        }
+        assert_eq!(last_event(&path).unwrap().unwrap().0.seq, 60);
+        let line = line_of(&path, 14).unwrap().unwrap();
+        assert_eq!(event::decode(&line).unwrap().seq, 14);
+        assert!(line_of(&path, 61).unwrap().is_none());
+    }
+
+    #[test]
+    fn torn_tail_is_reported_and_corruption_is_an_error() {
+        let (_d, path) = log_with(5);
+        let full = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &full[..full.len() - 3]).unwrap();
+        let (evs, end) = read_after(&path, 0).unwrap();
+        assert_eq!(evs.len(), 4);
+        assert!(end.torn_bytes > 0);
+        assert_eq!(last_event(&path).unwrap().unwrap().0.seq, 4);
+        let text = String::from_utf8(full).unwrap().replacen("t1", "tX", 1);
+        std::fs::write(&path, text).unwrap();
+        assert!(matches!(read_after(&path, 0), Err(LogError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn follower_sees_appends() {
+        let (_d, path) = log_with(3);
+        let mut f = Follower::after(&path, 1);
+        assert_eq!(f.poll().unwrap().len(), 2);
+        assert!(f.poll().unwrap().is_empty());
+        let mut j = Journal::open(&path, |_| {}).unwrap().journal;
+        j.append(&mut [Event::new("rescan")]).unwrap();
+        let got = f.poll().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0.seq, 4);
+    }
+}
