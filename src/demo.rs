@@ -94,7 +94,12 @@ pub fn run(dir: Option<PathBuf>) -> Result<(), String> {
          {r}/work/collaboration/assigned/reviewer/                  (the hand-off, waiting for a human)\n  \
          {r}/work/collaboration/rejected/broken.yaml.reason.yaml    (what is wrong, and what to do)\n  \
          {r}/work/logs/demo-flaky-tests/                             (attempt 1 failed, attempt 2 passed)\n  \
-         {r}/work/.agentplane/events.jsonl                          (every event, checksummed)",
+         {r}/work/.agentplane/events.jsonl                          (every event, checksummed)\n  \
+         {r}/work/status/BOARD.md                                    (read models, regenerated)\n\n\
+         and ask it:\n  \
+         agentplane --root {r} status\n  \
+         agentplane --root {r} show demo-flaky-tests\n  \
+         agentplane --root {r} check",
         r = root.display()
     );
     Ok(())
