@@ -1,0 +1,1730 @@
+//! `agentplane-bench`: measures the control plane against the targets of issue 5 by driving the
+//! real daemon binary in scratch roots it builds itself, and prints every figure next to a
+//! baseline measured in the same run on the same disk, with the ratio. Numbers, never asserts.
+//!
+//! ```sh
+//! cargo run --release --bin agentplane-bench                  # every figure (~10–15 min)
+//! cargo run --release --bin agentplane-bench -- --quick       # smoke sizes, seconds
+//! cargo run --release --bin agentplane-bench -- intake latency --keep --dir /var/tmp
+//! ```
+//!
+//! Figures (`Figure`): `intake`, `e2e`, `latency`, `startup`, `idle`, `growth`. The daemon is
+//! `agentplane` next to this program (brought up to date first when run through cargo) unless
+//! `--daemon PATH` names one; it runs as a child process, `agentplane --root R daemon`, and is
+//! stopped with SIGTERM. Scratch roots go under `--dir` (default: the temp dir), whose
+//! filesystem decides what an fsync costs; it is printed with the machine. The last lines are
+//! a Markdown table for docs/benchmarks.md.
+//!
+//! Query-path figures (index rebuild: 1,000,000 events → SQLite; `status --json` and
+//! `list --status assigned` with 100,000 tasks) are not listed until the query path is part of
+//! this build. To add them: a variant in `Figure` (and in `ALL`), a `fig_*` method in the
+//! "query-path figures" section at the end of `impl Bench`, and an arm in `Bench::run`. They can
+//! reuse the large root that `big_root` generates (100,000 task files + 1,000,000 events).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant, SystemTime};
+
+use agentplane::clock;
+use agentplane::command::intake::parse_mapping;
+use agentplane::command::state::task_meta;
+use agentplane::event::{self, Event};
+use agentplane::lifecycle::fsops;
+use agentplane::task::Task;
+use clap::{Parser, ValueEnum};
+use serde_json::{Map, Value, json};
+
+#[derive(Parser)]
+#[command(
+    name = "agentplane-bench",
+    about = "Measure agentplane against its targets, each figure with a baseline from the same run"
+)]
+struct Args {
+    /// Smoke sizes (seconds); the numbers are not comparable with the targets
+    #[arg(long)]
+    quick: bool,
+    /// The daemon binary (default: `agentplane` next to this program)
+    #[arg(long)]
+    daemon: Option<PathBuf>,
+    /// Where the scratch roots are made (default: the temp dir)
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Keep the scratch roots afterwards (for perf / strace)
+    #[arg(long)]
+    keep: bool,
+    /// Skip the pueue comparison of `e2e` even when pueue is installed
+    #[arg(long)]
+    no_pueue: bool,
+    /// Figures to measure (default: all)
+    #[arg(value_enum)]
+    figures: Vec<Figure>,
+}
+
+/// The figures of issue 5 that this build can measure. Query-path figures: see the header.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+enum Figure {
+    /// 10,000 task files renamed into inbox/ at once → all in assigned/, events durable
+    Intake,
+    /// 1,000 tasks of an agent whose command is `true`, max_concurrent 4 (and pueue, if installed)
+    E2e,
+    /// One task dropped into an idle daemon: drop → assigned, drop → child started
+    Latency,
+    /// 100,000 task files + 1,000,000 events → READY logged
+    Startup,
+    /// The daemon idle 60 s with 100,000 tasks: CPU seconds and RSS
+    Idle,
+    /// Intake throughput with 100,000 tasks present ÷ with none
+    Growth,
+}
+
+const ALL: [Figure; 6] = [
+    Figure::Intake,
+    Figure::E2e,
+    Figure::Latency,
+    Figure::Startup,
+    Figure::Idle,
+    Figure::Growth,
+];
+
+/// Inbox files per committed batch in the daemon (`command::intake`); the baselines batch alike.
+const BATCH: usize = 2000;
+/// Threads that fdatasync a batch's files at once in the group-commit reference.
+const SYNC_THREADS: usize = 16;
+
+struct Sizes {
+    intake: usize,
+    e2e: usize,
+    latency: usize,
+    big_tasks: usize,
+    idle: Duration,
+    /// Longest wait for one drop of tasks to get through before the figure is cut off.
+    drop_timeout: Duration,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                intake: 100,
+                e2e: 20,
+                latency: 10,
+                big_tasks: 500,
+                idle: Duration::from_secs(1),
+                drop_timeout: Duration::from_secs(60),
+            }
+        } else {
+            Sizes {
+                intake: 10_000,
+                e2e: 1_000,
+                latency: 1_000,
+                big_tasks: 100_000,
+                idle: Duration::from_secs(60),
+                drop_timeout: Duration::from_secs(300),
+            }
+        }
+    }
+}
+
+type Res<T> = Result<T, String>;
+
+fn io(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> String {
+    move |e| format!("{what}: {e}")
+}
+
+/// One indented detail line: a label column, then the text.
+fn say(label: &str, text: impl std::fmt::Display) {
+    println!("  {label:<28}{text}");
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("agentplane-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Res<()> {
+    let daemon = match &args.daemon {
+        Some(p) => p.clone(),
+        None => default_daemon()?,
+    };
+    if !daemon.is_file() {
+        return Err(format!(
+            "no daemon binary at {}; run `cargo build --release` or pass --daemon PATH",
+            daemon.display()
+        ));
+    }
+    let scratch = Scratch::new(&args.dir.clone().unwrap_or_else(std::env::temp_dir), args.keep)?;
+    let figures: Vec<Figure> = if args.figures.is_empty() {
+        ALL.to_vec()
+    } else {
+        ALL.into_iter().filter(|f| args.figures.contains(f)).collect()
+    };
+    print_machine(&daemon, &scratch.path, args.quick);
+    let mut bench = Bench {
+        daemon,
+        sizes: Sizes::new(args.quick),
+        scratch,
+        pueue: if args.no_pueue { None } else { find_pueue() },
+        rows: Vec::new(),
+        empty_intake: None,
+    };
+    let started = Instant::now();
+    bench.run(&figures)?;
+    bench.print_summary();
+    println!(
+        "\nload average at the end: {} (run took {:.0} s)",
+        load_average(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `agentplane` next to this program; when run through cargo, bring it up to date first so a
+/// stale daemon is never measured.
+fn default_daemon() -> Res<PathBuf> {
+    let me = std::env::current_exe().map_err(io("cannot locate this program"))?;
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "--bin", "agentplane", "--manifest-path"])
+            .arg(&manifest);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().map_err(io("cannot run cargo build"))?;
+        if !status.success() {
+            return Err(format!("cargo build of the daemon failed ({status})"));
+        }
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build; run with --release for meaningful numbers");
+    }
+    Ok(me.with_file_name("agentplane"))
+}
+
+fn find_pueue() -> Option<(PathBuf, PathBuf)> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join(".cargo/bin"));
+    }
+    dirs.into_iter().find_map(|d| {
+        let (client, daemon) = (d.join("pueue"), d.join("pueued"));
+        (client.is_file() && daemon.is_file()).then_some((client, daemon))
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The machine
+
+fn first_line_with(path: &str, key: &str) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    Some(line.split_once(':')?.1.trim().to_string())
+}
+
+fn load_average() -> String {
+    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// Type, device and options of the mount holding `dir` (the longest mount-point prefix).
+fn filesystem_of(dir: &Path) -> String {
+    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 4 && dir.starts_with(f[1]))
+                .then(|| (f[1].len(), format!("{} {} ({})", f[2], f[0], f[3])))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map_or_else(|| "unknown".into(), |(_, d)| d)
+}
+
+fn print_machine(daemon: &Path, scratch: &Path, quick: bool) {
+    let output = |cmd: &mut Command| {
+        cmd.output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let cpu = first_line_with("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mem = first_line_with("/proc/meminfo", "MemTotal").unwrap_or_default();
+    let version = output(Command::new(daemon).arg("--version"));
+    let commit =
+        output(Command::new("git").args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"]));
+    let load = load_average();
+    println!(
+        "agentplane-bench{}",
+        if quick {
+            " --quick (smoke sizes, not comparable)"
+        } else {
+            ""
+        }
+    );
+    say("date", clock::rfc3339_seconds(SystemTime::now()));
+    say("cpu", format!("{cpu}, {cores} cores"));
+    say("memory", mem);
+    say("kernel", kernel.trim());
+    say(
+        "scratch",
+        format!("{} on {}", scratch.display(), filesystem_of(scratch)),
+    );
+    say(
+        "daemon",
+        format!("{} ({version}, commit {commit})", daemon.display()),
+    );
+    say("load average", &load);
+    if load
+        .split(' ')
+        .next()
+        .and_then(|l| l.parse::<f64>().ok())
+        .is_some_and(|l| l > 0.5)
+    {
+        say(
+            "",
+            "warning: the machine is busy; fsync-bound figures will be noisy",
+        );
+    }
+    println!();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scratch space, task files, /proc
+
+/// The scratch directory of one run, removed at the end unless `--keep`.
+struct Scratch {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Scratch {
+    fn new(base: &Path, keep: bool) -> Res<Scratch> {
+        let path = base.join(format!("agentplane-bench-{}", std::process::id()));
+        fs::create_dir_all(&path).map_err(io(path.display()))?;
+        let path = path.canonicalize().map_err(io(path.display()))?;
+        Ok(Scratch { path, keep })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.keep {
+            println!("scratch roots kept in {}", self.path.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A new task as a submitting agent writes it into the inbox.
+fn task_text(id: &str, agent: &str, n: usize) -> String {
+    format!(
+        "id: {id}\nagent: {agent}\ntitle: Benchmark task {n}\npriority: normal\nartefacts: []\n\
+         description: |\n  A task written by agentplane-bench to measure the control plane.\n"
+    )
+}
+
+/// Write `n` task files `<prefix>-NNNNNN.yaml` into `dir`; returns their names.
+fn stage(dir: &Path, prefix: &str, agent: &str, n: usize) -> Res<Vec<String>> {
+    fs::create_dir_all(dir).map_err(io(dir.display()))?;
+    (0..n)
+        .map(|i| {
+            let id = format!("{prefix}-{i:06}");
+            let name = format!("{id}.yaml");
+            fs::write(dir.join(&name), task_text(&id, agent, i)).map_err(io(&name))?;
+            Ok(name)
+        })
+        .collect()
+}
+
+fn rename_all(from: &Path, to: &Path, names: &[String]) -> Res<()> {
+    for name in names {
+        fs::rename(from.join(name), to.join(name)).map_err(io(from.join(name).display()))?;
+    }
+    Ok(())
+}
+
+fn mkdirs(dirs: &[&Path]) -> Res<()> {
+    dirs.iter()
+        .try_for_each(|d| fs::create_dir_all(d).map_err(io(d.display())))
+}
+
+/// Read and validate a task file the way intake does (budgeted YAML parser, then `Task`).
+fn read_task(path: &Path) -> Res<(String, Task)> {
+    let text = fs::read_to_string(path).map_err(io(path.display()))?;
+    let task = parse_mapping(&text)
+        .map_err(|r| r.reason)
+        .and_then(|doc| Task::from_doc(doc).map_err(|i| i.reason))?;
+    Ok((text, task))
+}
+
+/// One log line for a task, encoded as the journal encodes events (CRC included).
+fn event_line(seq: u64, task: &Task, path: &str) -> String {
+    let mut ev = Event::task("task_assigned", task.id.as_deref().unwrap_or_default());
+    ev.seq = seq;
+    ev.agent = Some(task.agent.clone());
+    ev.path = Some(path.to_string());
+    format!("{}\n", event::encode(&ev))
+}
+
+fn append_log(dir: &Path) -> Res<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("events.jsonl"))
+        .map_err(io("cannot open a baseline log"))
+}
+
+fn is_yaml(name: &[u8]) -> bool {
+    !name.starts_with(b".") && (name.ends_with(b".yaml") || name.ends_with(b".yml"))
+}
+
+/// Task files in `dir` (0 if it does not exist).
+fn yaml_count(dir: &Path) -> usize {
+    fs::read_dir(dir).map_or(0, |rd| {
+        rd.filter_map(|e| e.ok())
+            .filter(|e| is_yaml(e.file_name().as_bytes()))
+            .count()
+    })
+}
+
+/// Whether `dir` still holds a task file; stops at the first, so it is cheap to poll.
+fn any_yaml(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|mut rd| rd.any(|e| e.is_ok_and(|e| is_yaml(e.file_name().as_bytes()))))
+}
+
+fn sync_disks() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
+/// User + system CPU seconds of a process so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map_or(Vec::new(), |(_, rest)| rest.split(' ').collect());
+    // After the command name, field 3 (state) is index 0: utime (14) and stime (15) follow.
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz.max(1.0)
+}
+
+/// A `kB` line of /proc/<pid>/status (VmRSS, VmHWM), in MiB.
+fn status_mib(pid: u32, key: &str) -> f64 {
+    first_line_with(&format!("/proc/{pid}/status"), key)
+        .and_then(|v| v.trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn fmt_rate(r: f64) -> String {
+    format!("{r:.0}/s")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The daemon under test
+
+/// A running `agentplane --root R daemon`; a thread reads its stderr (JSON log lines).
+struct Daemon {
+    child: Child,
+    lines: Receiver<(Instant, String)>,
+    spawned: Instant,
+    /// WARN and ERROR lines seen so far.
+    warnings: Vec<String>,
+}
+
+/// What the READY line said, and when it came.
+struct Ready {
+    after: Duration,
+    tasks: u64,
+    seq: u64,
+    ms: u64,
+}
+
+impl Daemon {
+    fn start(bin: &Path, root: &Path) -> Res<Daemon> {
+        let spawned = Instant::now();
+        let mut child = Command::new(bin)
+            .arg("--root")
+            .arg(root)
+            .args(["--log-format", "json", "daemon"])
+            .env("AGENTPLANE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io(format!("cannot start {}", bin.display())))?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Daemon {
+            child,
+            lines,
+            spawned,
+            warnings: Vec::new(),
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn note(&mut self, line: &str) -> Option<Value> {
+        let v: Value = serde_json::from_str(line).ok()?;
+        if matches!(v["level"].as_str(), Some("WARN" | "ERROR")) {
+            self.warnings.push(line.to_string());
+        }
+        Some(v)
+    }
+
+    /// Wait for the READY line.
+    fn ready(&mut self, timeout: Duration) -> Res<Ready> {
+        let deadline = self.spawned + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok((at, line)) = self.lines.recv_timeout(left) else {
+                let status = self.child.try_wait().ok().flatten();
+                return Err(format!(
+                    "the daemon did not log READY within {timeout:?} (exit: {status:?}; warnings: {:?})",
+                    self.warnings.iter().rev().take(3).collect::<Vec<_>>()
+                ));
+            };
+            let Some(v) = self.note(&line) else { continue };
+            if v["fields"]["message"] == "READY" {
+                let num = |k: &str| v["fields"][k].as_u64().unwrap_or(0);
+                return Ok(Ready {
+                    after: at - self.spawned,
+                    tasks: num("tasks"),
+                    seq: num("seq"),
+                    ms: num("ms"),
+                });
+            }
+        }
+    }
+
+    /// Take the log lines that arrived so far (to collect warnings).
+    fn drain(&mut self) {
+        while let Ok((_, line)) = self.lines.try_recv() {
+            self.note(&line);
+        }
+    }
+
+    /// SIGTERM, wait for a clean exit; returns how long that took and the warnings logged.
+    fn stop(mut self) -> Res<(Duration, Vec<String>)> {
+        let t0 = Instant::now();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) };
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => break,
+                Ok(Some(status)) => return Err(format!("the daemon exited with {status}")),
+                Ok(None) if t0.elapsed() > Duration::from_secs(900) => {
+                    return Err("the daemon did not stop within 900 s of SIGTERM".into());
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => return Err(format!("waiting for the daemon: {e}")),
+            }
+        }
+        let took = t0.elapsed();
+        // The reader thread ends at EOF; take what it read.
+        while let Ok((_, line)) = self.lines.recv_timeout(Duration::from_secs(1)) {
+            self.note(&line);
+        }
+        Ok((took, std::mem::take(&mut self.warnings)))
+    }
+
+    /// Stop, and mention the warnings it logged, if any.
+    fn finish(self, what: &str) -> Res<Duration> {
+        let (took, warnings) = self.stop()?;
+        if let Some(first) = warnings.first() {
+            say(
+                "note",
+                format!("{what} logged {} warning(s), first: {first}", warnings.len()),
+            );
+        }
+        Ok(took)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `agentplane init ROOT` with the real binary, then this `agentplane.yaml`.
+fn init_root(bin: &Path, root: &Path, config: &str) -> Res<()> {
+    let out = Command::new(bin)
+        .arg("init")
+        .arg(root)
+        .output()
+        .map_err(io("cannot run agentplane init"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "agentplane init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    fs::write(root.join("agentplane.yaml"), config).map_err(io("cannot write agentplane.yaml"))
+}
+
+fn collab(root: &Path, rel: &str) -> PathBuf {
+    root.join("work/collaboration").join(rel)
+}
+
+fn events_path(root: &Path) -> PathBuf {
+    root.join("work/.agentplane/events.jsonl")
+}
+
+fn log_len(root: &Path) -> u64 {
+    fs::metadata(events_path(root)).map_or(0, |m| m.len())
+}
+
+/// Events appended to a root's log from byte `offset` on, each verified (CRC) and decoded.
+fn events_since(root: &Path, offset: u64) -> Res<Vec<Event>> {
+    let mut file = File::open(events_path(root)).map_err(io("cannot open the event log"))?;
+    file.seek(io::SeekFrom::Start(offset))
+        .map_err(io("cannot seek in the event log"))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(io("cannot read the event log"))?;
+    text.lines()
+        .map(|l| event::decode(l).map_err(|e| format!("event log line after byte {offset}: {e}")))
+        .collect()
+}
+
+/// One drop of task files into a running daemon's inbox, and how long until it was through.
+struct DropRun {
+    secs: f64,
+    /// Files that reached the destination folder by the end (or the time-out).
+    reached: usize,
+    timed_out: bool,
+    /// Daemon CPU seconds (user + system) spent meanwhile.
+    cpu: f64,
+}
+
+impl DropRun {
+    fn rate(&self) -> f64 {
+        self.reached as f64 / self.secs
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} tasks in {:.2} s = {} (daemon CPU {:.2} s = {:.0} µs/task){}",
+            self.reached,
+            self.secs,
+            fmt_rate(self.rate()),
+            self.cpu,
+            self.cpu * 1e6 / self.reached.max(1) as f64,
+            if self.timed_out {
+                " — TIMED OUT, rate of what got through"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// Rename the staged `names` into the inbox at once; wait until the inbox holds no task file
+/// and `dest` holds `already` + all of them. A file is in `dest` only after its events were
+/// fsynced.
+fn timed_drop(
+    d: &Daemon,
+    root: &Path,
+    names: &[String],
+    dest: &Path,
+    already: usize,
+    timeout: Duration,
+) -> Res<DropRun> {
+    let inbox = collab(root, "inbox");
+    sync_disks();
+    let cpu0 = cpu_seconds(d.pid());
+    let t0 = Instant::now();
+    rename_all(&root.join("stage"), &inbox, names)?;
+    let mut timed_out = false;
+    while any_yaml(&inbox) || yaml_count(dest) < already + names.len() {
+        if t0.elapsed() > timeout {
+            timed_out = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(DropRun {
+        secs: t0.elapsed().as_secs_f64(),
+        reached: yaml_count(dest).saturating_sub(already),
+        timed_out,
+        cpu: cpu_seconds(d.pid()) - cpu0,
+    })
+}
+
+/// After a drop: one verified `task_assigned` per file in the log, nothing rejected.
+fn check_assigned(root: &Path, offset: u64, run: &DropRun, n: usize) -> Res<()> {
+    let events = events_since(root, offset)?;
+    let count = |name: &str| events.iter().filter(|e| e.event == name).count();
+    let (assigned, rejected) = (count("task_assigned"), count("task_rejected"));
+    if !run.timed_out && (assigned != n || rejected != 0) {
+        return Err(format!(
+            "intake check failed: {assigned} task_assigned and {rejected} task_rejected events for {n} files"
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results
+
+#[derive(PartialEq)]
+enum Verdict {
+    Met,
+    Missed,
+    Info,
+}
+
+fn verdict(met: bool) -> Verdict {
+    if met { Verdict::Met } else { Verdict::Missed }
+}
+
+struct Row {
+    figure: String,
+    target: String,
+    measured: String,
+    baseline: String,
+    ratio: String,
+    verdict: Verdict,
+}
+
+struct Bench {
+    daemon: PathBuf,
+    sizes: Sizes,
+    scratch: Scratch,
+    pueue: Option<(PathBuf, PathBuf)>,
+    rows: Vec<Row>,
+    /// Intake into an empty root, measured once per run (for `intake` and `growth`).
+    empty_intake: Option<DropRun>,
+}
+
+impl Bench {
+    fn run(&mut self, figures: &[Figure]) -> Res<()> {
+        for f in figures {
+            match f {
+                Figure::Intake => self.fig_intake()?,
+                Figure::E2e => self.fig_e2e()?,
+                Figure::Latency => self.fig_latency()?,
+                Figure::Startup | Figure::Idle | Figure::Growth => {}
+            }
+        }
+        let [startup, idle, growth] =
+            [Figure::Startup, Figure::Idle, Figure::Growth].map(|f| figures.contains(&f));
+        if startup || idle || growth {
+            self.big_root(startup, idle, growth)?;
+        }
+        Ok(())
+    }
+
+    fn root(&self, name: &str) -> PathBuf {
+        self.scratch.path.join(name)
+    }
+
+    fn row(
+        &mut self,
+        figure: &str,
+        target: &str,
+        measured: String,
+        baseline: String,
+        ratio: String,
+        v: Verdict,
+    ) {
+        self.rows.push(Row {
+            figure: figure.into(),
+            target: target.into(),
+            measured,
+            baseline,
+            ratio,
+            verdict: v,
+        });
+    }
+
+    fn print_summary(&self) {
+        println!();
+        println!("| figure | target | measured | baseline (same run) | ratio | |");
+        println!("| --- | --- | --- | --- | --- | --- |");
+        for r in &self.rows {
+            let v = match r.verdict {
+                Verdict::Met => "met",
+                Verdict::Missed => "**missed**",
+                Verdict::Info => "",
+            };
+            println!(
+                "| {} | {} | {} | {} | {} | {v} |",
+                r.figure, r.target, r.measured, r.baseline, r.ratio
+            );
+        }
+    }
+
+    /// Intake into an empty root with no agents configured: the files are renamed into the
+    /// inbox of a running daemon at once.
+    fn intake_empty(&mut self) -> Res<()> {
+        let n = self.sizes.intake;
+        let root = self.root("intake");
+        init_root(
+            &self.daemon,
+            &root,
+            "# agentplane-bench: defaults, no agents listed\n",
+        )?;
+        let names = stage(&root.join("stage"), "new", "bench", n)?;
+        let mut d = Daemon::start(&self.daemon, &root)?;
+        d.ready(Duration::from_secs(60))?;
+        let offset = log_len(&root);
+        let run = timed_drop(
+            &d,
+            &root,
+            &names,
+            &collab(&root, "assigned/bench"),
+            0,
+            self.sizes.drop_timeout,
+        )?;
+        d.finish("the daemon")?;
+        check_assigned(&root, offset, &run, n)?;
+        say("daemon, empty root", run.describe());
+        self.empty_intake = Some(run);
+        Ok(())
+    }
+
+    // -- intake -----------------------------------------------------------------------------
+
+    fn fig_intake(&mut self) -> Res<()> {
+        let n = self.sizes.intake;
+        println!("intake throughput: {n} task files renamed into inbox/ at once → assigned/, events durable");
+        let base = self.intake_baseline(n)?;
+        say(
+            "baseline",
+            format!(
+                "parse + rename + batched fsync (log, both dirs, per {BATCH}): {base:.3} s = {}",
+                fmt_rate(n as f64 / base)
+            ),
+        );
+        let group = self.group_commit_reference(n)?;
+        say(
+            "reference: group commit",
+            format!(
+                "parse + log + rewrite, {SYNC_THREADS} threads fdatasync, dir fsyncs per {BATCH}: {group:.2} s = {}",
+                fmt_rate(n as f64 / group)
+            ),
+        );
+        let floor = self.per_file_reference(n)?;
+        say(
+            "reference: per-file fsync",
+            format!(
+                "the daemon's per-move protocol, no parse: {floor:.2} s = {}",
+                fmt_rate(n as f64 / floor)
+            ),
+        );
+        self.intake_empty()?;
+        let run = self.empty_intake.as_ref().expect("just measured");
+        let (rate, secs) = (run.rate(), run.secs);
+        let slower = secs / base;
+        say("daemon ÷ baseline (time)", format!("{slower:.1}× (target ≤ 2×)"));
+        self.row(
+            "intake throughput",
+            "≥ 5,000 tasks/s and ≤ 2× baseline",
+            format!("{} ({n} in {secs:.2} s)", fmt_rate(rate)),
+            format!("{} parse + rename + batched fsync", fmt_rate(n as f64 / base)),
+            format!("{slower:.1}× slower"),
+            verdict(rate >= 5000.0 && slower <= 2.0 && !run.timed_out),
+        );
+        self.row(
+            "intake vs group commit",
+            "(reference)",
+            fmt_rate(rate),
+            format!(
+                "{} parse + log + rewrite, parallel fdatasync per batch",
+                fmt_rate(n as f64 / group)
+            ),
+            format!("{:.1}× slower", secs / group),
+            Verdict::Info,
+        );
+        self.row(
+            "intake vs per-file fsync",
+            "(reference)",
+            fmt_rate(rate),
+            format!("{} durable move per file", fmt_rate(n as f64 / floor)),
+            format!("{:.1}×", secs / floor),
+            Verdict::Info,
+        );
+        Ok(())
+    }
+
+    /// The least intake can do: read + parse + validate each file and write one log line for
+    /// it; per batch one log fdatasync, the renames, and one fsync of each directory.
+    fn intake_baseline(&self, n: usize) -> Res<f64> {
+        let dir = self.root("intake-baseline");
+        let (stage_dir, inbox, dest) = (dir.join("stage"), dir.join("inbox"), dir.join("assigned/bench"));
+        mkdirs(&[&inbox, &dest])?;
+        let names = stage(&stage_dir, "new", "bench", n)?;
+        let mut log = append_log(&dir)?;
+        sync_disks();
+        let t0 = Instant::now();
+        rename_all(&stage_dir, &inbox, &names)?;
+        let mut listed: Vec<String> = fs::read_dir(&inbox)
+            .map_err(io(inbox.display()))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        listed.sort();
+        let mut seq = 0;
+        for chunk in listed.chunks(BATCH) {
+            let mut buf = String::new();
+            for name in chunk {
+                let (_, task) = read_task(&inbox.join(name))?;
+                seq += 1;
+                buf.push_str(&event_line(seq, &task, name));
+            }
+            log.write_all(buf.as_bytes()).map_err(io("baseline log"))?;
+            log.sync_data().map_err(io("baseline log fsync"))?;
+            for name in chunk {
+                fs::rename(inbox.join(name), dest.join(name)).map_err(io(name))?;
+            }
+            for d in [&dest, &inbox] {
+                fsops::fsync_dir(d).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(t0.elapsed().as_secs_f64())
+    }
+
+    /// What a group-committed intake could reach: as the baseline, but each file is rewritten
+    /// (a status line added) through a temp file, the temp files of a batch are fdatasynced
+    /// by `SYNC_THREADS` threads at once (so the device sees a queue, not one write at a time),
+    /// then renamed, one fsync of the destination, the unlinks, one fsync of the inbox.
+    fn group_commit_reference(&self, n: usize) -> Res<f64> {
+        let dir = self.root("intake-group");
+        let (inbox, dest) = (dir.join("inbox"), dir.join("assigned/bench"));
+        mkdirs(&[&dest])?;
+        let names = stage(&inbox, "new", "bench", n)?;
+        let mut log = append_log(&dir)?;
+        sync_disks();
+        let t0 = Instant::now();
+        let mut seq = 0;
+        for chunk in names.chunks(BATCH) {
+            let mut buf = String::new();
+            let mut temps = Vec::with_capacity(chunk.len());
+            for name in chunk {
+                let (text, task) = read_task(&inbox.join(name))?;
+                seq += 1;
+                buf.push_str(&event_line(seq, &task, name));
+                let tmp = fsops::temp_path(&dest);
+                let mut file = File::create_new(&tmp).map_err(io(tmp.display()))?;
+                file.write_all(format!("{text}status: assigned\n").as_bytes())
+                    .map_err(io(tmp.display()))?;
+                temps.push((file, tmp, dest.join(name)));
+            }
+            log.write_all(buf.as_bytes()).map_err(io("reference log"))?;
+            log.sync_data().map_err(io("reference log fsync"))?;
+            let per_thread = temps.len().div_ceil(SYNC_THREADS);
+            std::thread::scope(|s| {
+                let workers: Vec<_> = temps
+                    .chunks(per_thread)
+                    .map(|part| s.spawn(move || part.iter().try_for_each(|(f, _, _)| f.sync_data())))
+                    .collect();
+                workers
+                    .into_iter()
+                    .try_for_each(|w| w.join().unwrap_or_else(|_| Err(io::Error::other("panicked"))))
+            })
+            .map_err(io("reference fdatasync"))?;
+            for (_, tmp, to) in &temps {
+                fsops::rename(tmp, to).map_err(|e| e.to_string())?;
+            }
+            fsops::fsync_dir(&dest).map_err(|e| e.to_string())?;
+            for name in chunk {
+                fsops::remove_file(&inbox.join(name)).map_err(|e| e.to_string())?;
+            }
+            fsops::fsync_dir(&inbox).map_err(|e| e.to_string())?;
+        }
+        Ok(t0.elapsed().as_secs_f64())
+    }
+
+    /// The same files moved one at a time with the daemon's own primitives (write temp +
+    /// fdatasync + rename + fsync dir, unlink + fsync dir), nothing else: the ceiling of any
+    /// design that makes each file durable on its own.
+    fn per_file_reference(&self, n: usize) -> Res<f64> {
+        let dir = self.root("intake-per-file");
+        let (inbox, dest) = (dir.join("inbox"), dir.join("assigned/bench"));
+        mkdirs(&[&dest])?;
+        let names = stage(&inbox, "new", "bench", n)?;
+        sync_disks();
+        let t0 = Instant::now();
+        for name in &names {
+            let bytes = fs::read(inbox.join(name)).map_err(io(name))?;
+            fsops::write_atomic(&dest.join(name), &bytes).map_err(|e| e.to_string())?;
+            fsops::remove_file(&inbox.join(name)).map_err(|e| e.to_string())?;
+            fsops::fsync_dir(&inbox).map_err(|e| e.to_string())?;
+        }
+        Ok(t0.elapsed().as_secs_f64())
+    }
+
+    // -- end-to-end -------------------------------------------------------------------------
+
+    fn fig_e2e(&mut self) -> Res<()> {
+        let n = self.sizes.e2e;
+        println!("end-to-end throughput: {n} tasks, agent command `true`, max_concurrent 4");
+        let floor = spawn_floor(n)?;
+        say(
+            "baseline",
+            format!(
+                "{n} × `true` spawned and reaped by this program, 4 at a time: {floor:.2} s = {}",
+                fmt_rate(n as f64 / floor)
+            ),
+        );
+        let root = self.root("e2e");
+        init_root(
+            &self.daemon,
+            &root,
+            "max_concurrent: 4\nagents:\n  bench:\n    command: [\"true\"]\n    max_concurrent: 4\n",
+        )?;
+        let names = stage(&root.join("stage"), "e2e", "bench", n)?;
+        let mut d = Daemon::start(&self.daemon, &root)?;
+        d.ready(Duration::from_secs(60))?;
+        let run = timed_drop(
+            &d,
+            &root,
+            &names,
+            &collab(&root, "done/bench"),
+            0,
+            self.sizes.drop_timeout,
+        )?;
+        d.finish("the daemon")?;
+        let failed = yaml_count(&collab(&root, "error/bench"));
+        if failed > 0 {
+            return Err(format!("{failed} of the `true` tasks ended in error/"));
+        }
+        let rate = run.rate();
+        say("agentplane", run.describe());
+        self.row(
+            "end-to-end throughput",
+            "≥ 300 tasks/s",
+            format!("{} ({n} in {:.2} s)", fmt_rate(rate), run.secs),
+            format!("{} bare spawn, 4 at a time", fmt_rate(n as f64 / floor)),
+            format!("{:.1}× slower", run.secs / floor),
+            verdict(rate >= 300.0 && !run.timed_out),
+        );
+        let Some((client, server)) = self.pueue.clone() else {
+            say("pueue", "not measured (not installed, or --no-pueue)");
+            return Ok(());
+        };
+        let secs = self.pueue_run(&client, &server, n)?;
+        let prate = n as f64 / secs;
+        say(
+            "pueue",
+            format!(
+                "{n} × `true`, 4 parallel (added to a paused group, timed from start): {secs:.2} s = {}",
+                fmt_rate(prate)
+            ),
+        );
+        say("agentplane ÷ pueue (rate)", format!("{:.1}×", rate / prate));
+        self.row(
+            "end-to-end vs pueue",
+            "(peer)",
+            fmt_rate(rate),
+            format!("{} pueue, 4 parallel", fmt_rate(prate)),
+            format!("{:.1}× pueue's rate", rate / prate),
+            Verdict::Info,
+        );
+        Ok(())
+    }
+
+    /// pueue with its own config, socket and state in the scratch dir; the tasks are added to
+    /// a paused group, then timed from `start` until `wait` returns.
+    fn pueue_run(&self, client: &Path, server: &Path, n: usize) -> Res<f64> {
+        let dir = self.root("pueue");
+        mkdirs(&[&dir.join("data"), &dir.join("run")])?;
+        let config = dir.join("pueue.yml");
+        let d = dir.display();
+        fs::write(
+            &config,
+            format!(
+                "shared:\n  pueue_directory: {d}/data\n  runtime_directory: {d}/run\n  use_unix_socket: true\n  \
+                 unix_socket_path: {d}/pueue.socket\ndaemon:\n  default_parallel_tasks: 4\n"
+            ),
+        )
+        .map_err(io("pueue config"))?;
+        let log = File::create(dir.join("pueued.log")).map_err(io("pueued log"))?;
+        let mut daemon = Reaped(
+            Command::new(server)
+                .arg("-c")
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .map_err(io("cannot start pueued"))?,
+        );
+        let pueue = |args: &[&str]| -> Res<()> {
+            let out = Command::new(client)
+                .arg("-c")
+                .arg(&config)
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .map_err(io("cannot run pueue"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "pueue {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while pueue(&["status"]).is_err() {
+            if Instant::now() > deadline || daemon.0.try_wait().ok().flatten().is_some() {
+                return Err(format!("pueued did not come up; see {d}/pueued.log"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pueue(&["parallel", "4"])?;
+        pueue(&["pause"])?;
+        for _ in 0..n {
+            pueue(&["add", "--", "true"])?;
+        }
+        let t0 = Instant::now();
+        pueue(&["start"])?;
+        pueue(&["wait", "--quiet"])?;
+        let secs = t0.elapsed().as_secs_f64();
+        let _ = pueue(&["shutdown"]);
+        let _ = daemon.0.wait();
+        Ok(secs)
+    }
+
+    // -- latency ----------------------------------------------------------------------------
+
+    fn fig_latency(&mut self) -> Res<()> {
+        let n = self.sizes.latency;
+        println!(
+            "latency: one task at a time into an idle daemon, {n} samples (file written, then renamed in)"
+        );
+        let base = self.latency_baseline(n)?;
+        let root = self.root("latency");
+        let markers = root.join("markers");
+        let marker = json!(format!("{}/{{task_id}}", markers.display()));
+        init_root(
+            &self.daemon,
+            &root,
+            &format!("agents:\n  lat:\n    command: [\"touch\", {marker}]\n"),
+        )?;
+        let (stage_dir, inbox) = (root.join("stage"), collab(&root, "inbox"));
+        let (assigned, done) = (collab(&root, "assigned/lat"), collab(&root, "done/lat"));
+        mkdirs(&[&markers, &stage_dir, &assigned, &done])?;
+        let ino = Inotify::new()?;
+        let wd_assigned = ino.watch(&assigned, libc::IN_MOVED_TO)?;
+        let wd_done = ino.watch(&done, libc::IN_MOVED_TO)?;
+        let wd_marker = ino.watch(&markers, libc::IN_CREATE)?;
+        let mut d = Daemon::start(&self.daemon, &root)?;
+        d.ready(Duration::from_secs(60))?;
+        std::thread::sleep(Duration::from_millis(200));
+        let (mut to_assigned, mut to_child) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for i in 0..n {
+            let id = format!("lat-{i:06}");
+            let name = format!("{id}.yaml");
+            fs::write(stage_dir.join(&name), task_text(&id, "lat", i)).map_err(io(&name))?;
+            let t0 = Instant::now();
+            fs::rename(stage_dir.join(&name), inbox.join(&name)).map_err(io(&name))?;
+            let (mut a, mut c, mut finished) = (None, None, false);
+            while !finished {
+                let left = Duration::from_secs(30).saturating_sub(t0.elapsed());
+                if left.is_zero() {
+                    return Err(format!("task {id} was not done 30 s after its drop"));
+                }
+                for (wd, file) in ino.read(left)? {
+                    let at = t0.elapsed().as_secs_f64() * 1e3;
+                    if wd == wd_assigned && file == name && a.is_none() {
+                        a = Some(at);
+                    } else if wd == wd_marker && file == id {
+                        c = Some(at);
+                    } else if wd == wd_done && file == name {
+                        finished = true;
+                    }
+                }
+            }
+            let (Some(a), Some(c)) = (a, c) else {
+                return Err(format!("task {id}: assigned or child start not observed"));
+            };
+            to_assigned.push(a);
+            to_child.push(c);
+            // Let the daemon finish its round and go idle again.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        d.finish("the daemon")?;
+        for v in [&mut to_assigned, &mut to_child] {
+            v.sort_by(f64::total_cmp);
+        }
+        let show = |v: &[f64]| {
+            format!(
+                "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                percentile(v, 50.0),
+                percentile(v, 99.0),
+                v.last().copied().unwrap_or(f64::NAN)
+            )
+        };
+        say("baseline drop → assigned", show(&base.0));
+        say("baseline drop → child", show(&base.1));
+        say("daemon drop → assigned", show(&to_assigned));
+        say("daemon drop → child", show(&to_child));
+        for (what, v, b) in [
+            ("latency drop → assigned", &to_assigned, &base.0),
+            ("latency drop → child started", &to_child, &base.1),
+        ] {
+            let (p50, p99) = (percentile(v, 50.0), percentile(v, 99.0));
+            self.row(
+                what,
+                "p50 ≤ 5 ms, p99 ≤ 25 ms",
+                format!("p50 {p50:.1} ms, p99 {p99:.1} ms"),
+                format!(
+                    "p50 {:.1} ms, p99 {:.1} ms",
+                    percentile(b, 50.0),
+                    percentile(b, 99.0)
+                ),
+                format!("{:.1}× (p50)", p50 / percentile(b, 50.0)),
+                verdict(p50 <= 5.0 && p99 <= 25.0),
+            );
+        }
+        Ok(())
+    }
+
+    /// One task at a time through the daemon's durable protocol, done inline by this program:
+    /// read + parse, one log line + fdatasync, the destination written to a temp file +
+    /// fdatasync and renamed (→ assigned), dir fsync, unlink + dir fsync, then `touch` spawned
+    /// (→ child started, seen through inotify as for the daemon).
+    fn latency_baseline(&self, n: usize) -> Res<(Vec<f64>, Vec<f64>)> {
+        let dir = self.root("latency-baseline");
+        let (stage_dir, inbox, dest, markers) = (
+            dir.join("stage"),
+            dir.join("inbox"),
+            dir.join("assigned/lat"),
+            dir.join("markers"),
+        );
+        mkdirs(&[&stage_dir, &inbox, &dest, &markers])?;
+        let ino = Inotify::new()?;
+        ino.watch(&markers, libc::IN_CREATE)?;
+        let mut log = append_log(&dir)?;
+        let (mut a, mut c) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for i in 0..n {
+            let id = format!("lat-{i:06}");
+            let name = format!("{id}.yaml");
+            fs::write(stage_dir.join(&name), task_text(&id, "lat", i)).map_err(io(&name))?;
+            let t0 = Instant::now();
+            fs::rename(stage_dir.join(&name), inbox.join(&name)).map_err(io(&name))?;
+            let (text, task) = read_task(&inbox.join(&name))?;
+            log.write_all(event_line(i as u64 + 1, &task, &name).as_bytes())
+                .map_err(io("baseline log"))?;
+            log.sync_data().map_err(io("baseline log fsync"))?;
+            let tmp = fsops::write_temp(&dest.join(&name), text.as_bytes()).map_err(|e| e.to_string())?;
+            fsops::rename(&tmp, &dest.join(&name)).map_err(|e| e.to_string())?;
+            a.push(t0.elapsed().as_secs_f64() * 1e3);
+            fsops::fsync_dir(&dest).map_err(|e| e.to_string())?;
+            fsops::remove_file(&inbox.join(&name)).map_err(|e| e.to_string())?;
+            fsops::fsync_dir(&inbox).map_err(|e| e.to_string())?;
+            let mut child = Reaped(
+                Command::new("touch")
+                    .arg(markers.join(&id))
+                    .spawn()
+                    .map_err(io("cannot run touch"))?,
+            );
+            while !ino.read(Duration::from_secs(10))?.iter().any(|(_, f)| *f == id) {
+                if t0.elapsed() > Duration::from_secs(10) {
+                    return Err(format!("touch did not create the marker of {id}"));
+                }
+            }
+            c.push(t0.elapsed().as_secs_f64() * 1e3);
+            child.0.wait().map_err(io("touch"))?;
+        }
+        a.sort_by(f64::total_cmp);
+        c.sort_by(f64::total_cmp);
+        Ok((a, c))
+    }
+
+    // -- start-up, idle cost, growth: one large root ----------------------------------------
+
+    /// A root with `big_tasks` done tasks and 10 events each. One daemon is started on it and
+    /// measured for start-up; for intake with those tasks present right after READY (before the
+    /// first periodic rescan is due); for idle cost; and for intake again in that steady state.
+    fn big_root(&mut self, startup: bool, idle: bool, growth: bool) -> Res<()> {
+        let n = self.sizes.big_tasks;
+        if growth && self.empty_intake.is_none() {
+            println!("intake into an empty root (the reference for growth)");
+            self.intake_empty()?;
+        }
+        let root = self.root("big");
+        init_root(
+            &self.daemon,
+            &root,
+            "# agentplane-bench: defaults, no agents listed\n",
+        )?;
+        let t0 = Instant::now();
+        let events = generate_history(&root, n)?;
+        let (early, late) = if growth {
+            let stage_dir = root.join("stage");
+            (
+                stage(&stage_dir, "new", "bench", self.sizes.intake)?,
+                stage(&stage_dir, "late", "bench", self.sizes.intake)?,
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        sync_disks();
+        println!(
+            "large root: {n} task files in done/ + {events} events ({:.0} MiB) generated in {:.1} s",
+            log_len(&root) as f64 / 1048576.0,
+            t0.elapsed().as_secs_f64()
+        );
+        let base = if startup {
+            Some(startup_baseline(&root)?)
+        } else {
+            None
+        };
+        let mut d = Daemon::start(&self.daemon, &root)?;
+        let ready = d.ready(Duration::from_secs(1800))?;
+        if ready.seq != events + 1 {
+            say(
+                "note",
+                format!(
+                    "start-up logged {} event(s) besides daemon_started: the generated history has drifted from the engine's",
+                    ready.seq.saturating_sub(events + 1)
+                ),
+            );
+        }
+        if let Some(base) = base {
+            println!("start-up: {n} task files + {events} events → READY logged");
+            say(
+                "baseline",
+                format!("read + verify + decode the log, list + stat every task file: {base:.2} s"),
+            );
+            let secs = ready.after.as_secs_f64();
+            say(
+                "daemon",
+                format!(
+                    "READY after {secs:.2} s (its own count {} ms, {} tasks, RSS {:.0} MiB, peak {:.0} MiB)",
+                    ready.ms,
+                    ready.tasks,
+                    status_mib(d.pid(), "VmRSS"),
+                    status_mib(d.pid(), "VmHWM")
+                ),
+            );
+            self.row(
+                "start-up",
+                "≤ 3 s",
+                format!("{secs:.2} s"),
+                format!("{base:.2} s log decode + stat"),
+                format!("{:.1}×", secs / base),
+                verdict(secs <= 3.0),
+            );
+        }
+        if growth {
+            self.growth(&d, &root, &early, n, "right after start")?;
+        }
+        if idle {
+            self.idle(&d, n + early.len())?;
+        } else if growth {
+            std::thread::sleep(self.sizes.idle);
+        }
+        if growth {
+            self.growth(&d, &root, &late, n + early.len(), "steady state")?;
+        }
+        d.drain();
+        let took = d.finish("the daemon on the large root")?;
+        say(
+            "stop",
+            format!(
+                "the large-root daemon exited {:.1} s after SIGTERM",
+                took.as_secs_f64()
+            ),
+        );
+        Ok(())
+    }
+
+    /// One drop into the large-root daemon, as a ratio to the empty-root intake.
+    fn growth(&mut self, d: &Daemon, root: &Path, names: &[String], present: usize, when: &str) -> Res<()> {
+        let empty = self.empty_intake.as_ref().expect("measured first").rate();
+        println!(
+            "growth, {when}: intake of {} tasks with {present} tasks present",
+            names.len()
+        );
+        let dest = collab(root, "assigned/bench");
+        let already = yaml_count(&dest);
+        let run = timed_drop(d, root, names, &dest, already, self.sizes.drop_timeout)?;
+        let ratio = run.rate() / empty;
+        say(&format!("daemon, {present} present"), run.describe());
+        say(
+            "÷ empty root",
+            format!("{ratio:.2} (empty root: {}; target ≥ 0.7)", fmt_rate(empty)),
+        );
+        self.row(
+            &format!("growth, {when}"),
+            "≥ 0.7",
+            format!("{ratio:.2} ({} with {present} present)", fmt_rate(run.rate())),
+            format!("{} empty root", fmt_rate(empty)),
+            format!("{ratio:.2}"),
+            verdict(ratio >= 0.7 && !run.timed_out),
+        );
+        Ok(())
+    }
+
+    /// CPU and RSS of the large-root daemon over the idle window, next to a daemon on an empty
+    /// root measured over the same window.
+    fn idle(&mut self, d: &Daemon, n: usize) -> Res<()> {
+        let window = self.sizes.idle;
+        println!("idle cost: daemon idle {} s with {n} tasks", window.as_secs());
+        let empty_root = self.root("idle-empty");
+        init_root(&self.daemon, &empty_root, "# agentplane-bench: defaults\n")?;
+        let mut e = Daemon::start(&self.daemon, &empty_root)?;
+        e.ready(Duration::from_secs(60))?;
+        let (c0, ce0) = (cpu_seconds(d.pid()), cpu_seconds(e.pid()));
+        std::thread::sleep(window);
+        let (cpu, ecpu) = (cpu_seconds(d.pid()) - c0, cpu_seconds(e.pid()) - ce0);
+        let (rss, hwm) = (status_mib(d.pid(), "VmRSS"), status_mib(d.pid(), "VmHWM"));
+        let erss = status_mib(e.pid(), "VmRSS");
+        e.finish("the empty-root daemon")?;
+        let pct = cpu / window.as_secs_f64() * 100.0;
+        say(
+            "baseline",
+            format!("the daemon on an empty root, same window: CPU {ecpu:.2} s, RSS {erss:.1} MiB"),
+        );
+        say(
+            &format!("daemon, {n} tasks"),
+            format!("CPU {cpu:.2} s ({pct:.1}% of a core), RSS {rss:.1} MiB (peak {hwm:.1} MiB)"),
+        );
+        self.row(
+            "idle cost: CPU",
+            "~0",
+            format!("{cpu:.2} s in {} s ({pct:.1}% of a core)", window.as_secs()),
+            format!("{ecpu:.2} s empty root"),
+            "—".into(),
+            verdict(pct < 1.0),
+        );
+        self.row(
+            "idle cost: RSS",
+            "≤ 64 MB",
+            format!("{:.0} MB (peak {:.0} MB)", rss * 1.048576, hwm * 1.048576),
+            format!("{:.0} MB empty root", erss * 1.048576),
+            format!("{:.0}×", rss / erss),
+            verdict(rss * 1.048576 <= 64.0),
+        );
+        Ok(())
+    }
+
+    // -- query-path figures -----------------------------------------------------------------
+    // Index rebuild and queries go here once the query path is in this build (see the header).
+}
+
+/// A child that is killed and reaped if it is still running when dropped.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// `n` × `true`, four children at a time, spawned and reaped by this program.
+fn spawn_floor(n: usize) -> Res<f64> {
+    let t0 = Instant::now();
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            std::thread::spawn(move || -> io::Result<()> {
+                for _ in (w..n).step_by(4) {
+                    Command::new("true")
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join()
+            .map_err(|_| "a spawn worker panicked".to_string())?
+            .map_err(io("cannot spawn `true`"))?;
+    }
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// Read + verify + decode the whole log and stat every task file: what start-up cannot avoid
+/// without a snapshot.
+fn startup_baseline(root: &Path) -> Res<f64> {
+    let t0 = Instant::now();
+    let events = agentplane::store::journal::read_all(&events_path(root)).map_err(|e| e.to_string())?;
+    let dir = collab(root, "done/bench");
+    let mut files = 0;
+    for e in fs::read_dir(&dir).map_err(io(dir.display()))? {
+        let e = e.map_err(io(dir.display()))?;
+        fs::symlink_metadata(e.path()).map_err(io(e.path().display()))?;
+        files += 1;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    if files == 0 || events.is_empty() {
+        return Err("the large root is empty".into());
+    }
+    Ok(secs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The large root's history
+
+/// Appends events to a log file, numbered the way the journal numbers them.
+struct LogWriter {
+    out: BufWriter<File>,
+    seq: u64,
+}
+
+impl LogWriter {
+    fn push(&mut self, mut ev: Event, ts: &str) -> Res<()> {
+        self.seq += 1;
+        ev.seq = self.seq;
+        ev.ts = ts.to_string();
+        self.out
+            .write_all(event::encode(&ev).as_bytes())
+            .and_then(|_| self.out.write_all(b"\n"))
+            .map_err(io("cannot write the generated log"))
+    }
+}
+
+fn move_event(name: &str, id: &str, from: &str, to: &str, src: &str, path: &str, ino: u64) -> Event {
+    let mut ev = Event::task(name, id);
+    ev.agent = Some("bench".into());
+    ev.from = Some(from.into());
+    ev.to = Some(to.into());
+    ev.op = Some("move".into());
+    ev.src = Some(src.into());
+    ev.src_ino = Some(ino);
+    ev.path = Some(path.into());
+    ev
+}
+
+fn edits(pairs: &[(&str, Value)]) -> Option<Map<String, Value>> {
+    Some(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+}
+
+/// Write `n` done tasks into `done/bench/` and a log of 10 events each, shaped like the daemon's
+/// own for a task that failed once and succeeded on the retry: received, assigned, then per
+/// attempt started + execution start + execution complete, a retry in between, completed. The
+/// task metadata in the events comes from the library (`task_meta` of the parsed file), so a
+/// start-up finds nothing to record. Returns the number of events.
+fn generate_history(root: &Path, n: usize) -> Res<u64> {
+    let done = collab(root, "done/bench");
+    mkdirs(&[&done])?;
+    let file = File::create(events_path(root)).map_err(io("cannot create the event log"))?;
+    let mut log = LogWriter {
+        out: BufWriter::with_capacity(1 << 20, file),
+        seq: 0,
+    };
+    let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600); // 2026-01-01
+    for i in 0..n {
+        let id = format!("old-{i:06}");
+        let t = epoch + Duration::from_secs(i as u64 * 60);
+        let ms = |s: u64| clock::rfc3339_millis(t + Duration::from_secs(s));
+        let sec = |s: u64| clock::rfc3339_seconds(t + Duration::from_secs(s));
+        let inbox_text = task_text(&id, "bench", i);
+        let text = format!(
+            "{inbox_text}status: done\ncreated_at: {c}\nassigned_at: {c}\nstarted_at: {s}\ncompleted_at: {e}\n\
+             result:\n  summary: done\n",
+            c = sec(0),
+            s = sec(3),
+            e = sec(20),
+        );
+        let task = parse_mapping(&text)
+            .map_err(|r| r.reason)
+            .and_then(|doc| Task::from_doc(doc).map_err(|i| i.reason))?;
+        fs::write(done.join(format!("{id}.yaml")), &text).map_err(io(&id))?;
+        let inbox = format!("work/collaboration/inbox/{id}.yaml");
+        let assigned = format!("work/collaboration/assigned/bench/{id}.yaml");
+        let finished = format!("work/collaboration/done/bench/{id}.yaml");
+        let ino = 1_000_000 + i as u64;
+
+        let mut ev = Event::task("task_received", &id);
+        ev.agent = Some("bench".into());
+        ev.path = Some(inbox.clone());
+        log.push(ev, &ms(0))?;
+        let mut ev = move_event("task_assigned", &id, "new", "assigned", &inbox, &assigned, ino);
+        ev.src_crc = Some(crc32c::crc32c(inbox_text.as_bytes()));
+        ev.edits = edits(&[
+            ("status", json!("assigned")),
+            ("created_at", json!(sec(0))),
+            ("assigned_at", json!(sec(0))),
+        ]);
+        log.push(ev.with_data("task", task_meta(&task)), &ms(0))?;
+        for (attempt, start, end) in [(1u32, 0u64, 1u64), (2, 3, 20)] {
+            let mut ev = move_event(
+                "task_started",
+                &id,
+                "assigned",
+                "in_progress",
+                &assigned,
+                &assigned,
+                ino + 1,
+            );
+            ev.attempt = Some(attempt);
+            ev.edits = edits(&[
+                ("status", json!("in_progress")),
+                ("started_at", json!(sec(start))),
+            ]);
+            log.push(ev, &ms(start))?;
+            let mut ev = Event::task("execution_start", &id);
+            ev.agent = Some("bench".into());
+            ev.attempt = Some(attempt);
+            ev.pid = Some(40_000 + (i % 20_000) as u32);
+            ev.pid_start = Some(500_000 + i as u64);
+            log.push(ev, &ms(start))?;
+            let exit = i32::from(attempt == 1);
+            let mut ev = Event::task("execution_complete", &id);
+            ev.agent = Some("bench".into());
+            ev.attempt = Some(attempt);
+            ev.exit_code = Some(exit);
+            ev.duration_ms = Some((end - start) * 1000);
+            ev.log_paths = Some(
+                ["prompt.md", "stdout.log", "stderr.log"]
+                    .iter()
+                    .map(|f| format!("work/logs/{id}/{attempt}/{f}"))
+                    .collect(),
+            );
+            log.push(ev, &ms(end))?;
+            if exit != 0 {
+                let mut ev = move_event(
+                    "task_retry_scheduled",
+                    &id,
+                    "in_progress",
+                    "assigned",
+                    &assigned,
+                    &assigned,
+                    ino + 1,
+                );
+                ev.attempt = Some(attempt);
+                ev.exit_code = Some(exit);
+                ev.error = Some("the agent exited with code 1".into());
+                ev.edits = edits(&[("status", json!("assigned"))]);
+                log.push(ev.with_data("retry_at", json!(sec(2))), &ms(end))?;
+            } else {
+                let mut ev = move_event(
+                    "task_completed",
+                    &id,
+                    "in_progress",
+                    "done",
+                    &assigned,
+                    &finished,
+                    ino + 1,
+                );
+                ev.attempt = Some(attempt);
+                ev.edits = edits(&[
+                    ("completed_at", json!(sec(end))),
+                    ("result", json!({"summary": "done"})),
+                    ("status", json!("done")),
+                ]);
+                log.push(ev, &ms(end))?;
+            }
+        }
+    }
+    log.out.flush().map_err(io("cannot write the generated log"))?;
+    Ok(log.seq)
+}
+
+// ---------------------------------------------------------------------------------------------
+// inotify, for latency without polling
+
+struct Inotify {
+    fd: i32,
+}
+
+impl Inotify {
+    fn new() -> Res<Inotify> {
+        // SAFETY: plain syscall; the descriptor is owned by the returned value.
+        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return Err(format!("inotify_init1: {}", io::Error::last_os_error()));
+        }
+        Ok(Inotify { fd })
+    }
+
+    fn watch(&self, dir: &Path, mask: u32) -> Res<i32> {
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
+        let wd = unsafe { libc::inotify_add_watch(self.fd, c.as_ptr(), mask) };
+        if wd < 0 {
+            return Err(format!(
+                "inotify_add_watch {}: {}",
+                dir.display(),
+                io::Error::last_os_error()
+            ));
+        }
+        Ok(wd)
+    }
+
+    /// The events (watch, file name) that arrive within `timeout`; empty when none did.
+    fn read(&self, timeout: Duration) -> Res<Vec<(i32, String)>> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
+            return Ok(Vec::new());
+        }
+        let mut buf = [0u8; 16384];
+        // SAFETY: reading into a buffer we own, at most its length.
+        let len = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if len < 0 {
+            return Err(format!("inotify read: {}", io::Error::last_os_error()));
+        }
+        let word = |at: usize| u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes"));
+        let mut out = Vec::new();
+        let mut off = 0;
+        // struct inotify_event: wd, mask, cookie, len, then `len` bytes of NUL-padded name.
+        while off + 16 <= len as usize {
+            let name_len = word(off + 12) as usize;
+            let name = buf[off + 16..off + 16 + name_len]
+                .split(|b| *b == 0)
+                .next()
+                .unwrap_or_default();
+            out.push((word(off) as i32, String::from_utf8_lossy(name).into_owned()));
+            off += 16 + name_len;
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Inotify {
+    fn drop(&mut self) {
+        // SAFETY: closing the descriptor this value owns.
+        unsafe { libc::close(self.fd) };
+    }
+}
