@@ -95,9 +95,26 @@ pub fn parse_utc(text: &str) -> Option<SystemTime> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    // Fractions of a second, if any: `.123`, `.859492`.
+    let nanos = text
+        .get(19..)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .map(|rest| {
+            rest.bytes()
+                .take_while(u8::is_ascii_digit)
+                .take(9)
+                .collect::<Vec<u8>>()
+        })
+        .map_or(0, |digits| {
+            let n: u32 = std::str::from_utf8(&digits)
+                .ok()
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(0);
+            n * 10u32.pow(9 - digits.len() as u32)
+        });
     u64::try_from(secs)
         .ok()
-        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+        .map(|s| UNIX_EPOCH + Duration::new(s, nanos))
 }
 
 pub fn now_seconds() -> String {
@@ -130,8 +147,10 @@ mod tests {
         }
         assert_eq!(
             parse_utc("2025-11-23T21:05:46.859492Z"),
-            parse_utc("2025-11-23T21:05:46Z")
+            parse_utc("2025-11-23T21:05:46Z").map(|t| t + Duration::from_micros(859_492))
         );
+        let t = UNIX_EPOCH + Duration::from_millis(1_770_300_000_123);
+        assert_eq!(parse_utc(&rfc3339_millis(t)), Some(t));
         assert_eq!(parse_utc("yesterday"), None);
     }
 }

@@ -235,6 +235,8 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
     ));
 
     let mut rescan = tokio::time::interval(FULL_RESCAN_EVERY);
+    // A rescan that took long must not be followed by a burst of make-up rescans.
+    rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     rescan.tick().await;
     let watchdog = service::watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));

@@ -232,7 +232,7 @@ impl Engine {
                     .unwrap_or(1);
                 if entry.failures_this_round() < max {
                     let wait = backoff(entry.failures_this_round());
-                    let retry_at = clock::rfc3339_seconds(SystemTime::now() + wait);
+                    let retry_at = clock::rfc3339_millis(SystemTime::now() + wait);
                     let mut edits = Map::new();
                     edits.insert("status".into(), json!("assigned"));
                     let mut ev = Event::task("task_retry_scheduled", task_id);
