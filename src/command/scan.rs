@@ -117,6 +117,8 @@ impl Engine {
 
     /// Compare every task file with the state: discover, detect edits and deletions.
     pub fn full_scan(&mut self) -> Result<(), Fatal> {
+        // The folders must hold what the state says before they are compared with it.
+        self.commit()?;
         let files = self.list_task_files();
         let present: HashSet<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
         let missing: Vec<String> = self
@@ -140,6 +142,7 @@ impl Engine {
 
     /// Check specific paths reported by the watcher (files outside the inbox).
     pub fn check_paths(&mut self, paths: &[String]) -> Result<(), Fatal> {
+        self.commit()?;
         let mut deleted = Vec::new();
         for rel in paths {
             if fs::symlink_metadata(self.layout.abs(rel)).is_err()
