@@ -98,7 +98,11 @@ fn old_terminal_tasks_are_archived_and_stalls_reported() {
     assert!(root.exists("archive/2020-01/old.yaml"), "{:?}", root.files());
     assert_eq!(root.events_named("task_archived").len(), 1);
     // The start-up scan must not mistake a decided-but-not-yet-made move for a deletion.
-    assert!(root.events_named("task_deleted").is_empty(), "{:#?}", root.events());
+    assert!(
+        root.events_named("task_deleted").is_empty(),
+        "{:#?}",
+        root.events()
+    );
     assert!(root.events_named("task_discovered").len() <= 1);
     let p = root.collab("assigned/human/working.yaml");
     std::fs::write(

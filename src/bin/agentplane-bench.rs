@@ -796,9 +796,7 @@ impl Bench {
         init_root(
             &self.daemon,
             &root,
-            // The generated history spans months: with the default archive_after_days the
-            // first start would archive most of it, and measure that instead of a start.
-            "# agentplane-bench: defaults but no archiving, no agents listed\narchive_after_days: 0\n",
+            "# agentplane-bench: defaults, no agents listed\n",
         )?;
         let names = stage(&root.join("stage"), "new", "bench", n)?;
         let mut d = Daemon::start(&self.daemon, &root)?;
@@ -1285,7 +1283,9 @@ impl Bench {
         init_root(
             &self.daemon,
             &root,
-            "# agentplane-bench: defaults, no agents listed\n",
+            // The generated history spans months: with the default archive_after_days the
+            // first start would archive most of it, and measure that instead of a start.
+            "# agentplane-bench: defaults but no archiving, no agents listed\narchive_after_days: 0\n",
         )?;
         let t0 = Instant::now();
         let events = generate_history(&root, n)?;
