@@ -196,6 +196,36 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
+/// A task as `status.json` lists it (SPEC section 5), serialized without a `Value` tree.
+#[derive(Serialize)]
+struct TaskJson<'a> {
+    id: &'a str,
+    title: &'a str,
+    agent: &'a str,
+    status: &'static str,
+    priority: &'static str,
+    path: &'a str,
+    updated_at: &'a str,
+    attempt: u32,
+    depends_on: &'a [String],
+}
+
+impl<'a> TaskJson<'a> {
+    fn of(t: &'a TaskView) -> TaskJson<'a> {
+        TaskJson {
+            id: &t.id,
+            title: &t.title,
+            agent: &t.agent,
+            status: t.status.as_str(),
+            priority: t.priority.as_str(),
+            path: &t.path,
+            updated_at: &t.updated_at,
+            attempt: t.attempt,
+            depends_on: &t.depends_on,
+        }
+    }
+}
+
 /// The per-status counts every view shows, in this order.
 const COUNTED: [Status; 5] = [
     Status::Assigned,
@@ -342,14 +372,12 @@ impl Model {
         let _ = writeln!(out, "\"counts\":{},", Value::Object(counts));
         let _ = writeln!(out, "\"agents\":{},", Value::Object(agents_json));
         out.push_str("\"tasks\":[");
+        let mut line = Vec::with_capacity(512);
         for (i, t) in self.tasks.values().enumerate() {
             out.push_str(if i == 0 { "\n" } else { ",\n" });
-            let v = json!({
-                "id": t.id, "title": t.title, "agent": t.agent, "status": t.status.as_str(),
-                "priority": t.priority.as_str(), "path": t.path, "updated_at": t.updated_at,
-                "attempt": t.attempt, "depends_on": t.depends_on,
-            });
-            out.push_str(&v.to_string());
+            line.clear();
+            serde_json::to_writer(&mut line, &TaskJson::of(t)).expect("tasks serialize");
+            out.push_str(std::str::from_utf8(&line).expect("serde_json writes UTF-8"));
         }
         out.push_str(if self.tasks.is_empty() {
             "],\n\"problems\":["
