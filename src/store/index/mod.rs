@@ -472,6 +472,7 @@ impl Index {
         let mut projector = Projector::new(false, self.last_seq);
         let mut applied = 0;
         let mut offset = self.next_offset;
+        let mut last: Option<(u64, read::Located)> = None;
         for ev in events.iter().filter(|e| e.seq > self.last_seq) {
             // Project the line as the journal wrote it, exactly as a rebuild reads it back.
             let line = event::encode(ev);
@@ -482,8 +483,30 @@ impl Index {
             projector
                 .apply(&mut st, &parsed, &line, offset)
                 .map_err(sql_err(&db, "write the projection into"))?;
+            last = Some((
+                ev.seq,
+                read::Located {
+                    offset,
+                    len: line.len() as u64,
+                    crc: project::line_crc(&line),
+                },
+            ));
             offset += line.len() as u64 + 1;
             applied += 1;
+        }
+        // The batch is durable before it is handed over: its last line must be where the
+        // offsets say. If not (the log was written some other way), nothing is committed and
+        // the next open rebuilds.
+        if let Some((seq, at)) = last
+            && read::line_at(&self.log, &at)?.is_none()
+        {
+            return Err(IndexError::Foreign {
+                path: self.log.clone(),
+                detail: format!(
+                    "event {seq} is not at byte {} where the index expects it",
+                    at.offset
+                ),
+            });
         }
         projector
             .flush(&mut st)
