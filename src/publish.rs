@@ -132,59 +132,84 @@ pub struct Publisher {
     pending: Arc<Mutex<Pending>>,
     problem_tasks: HashMap<String, Option<String>>,
     sent_problems: Vec<ProblemView>,
-    index: Option<(Sender<IndexMsg>, JoinHandle<()>)>,
+    /// Until the first round is done: the index thread's end of the channel, and the last seq
+    /// before the daemon's first round (the read models read the history up to it).
+    waiting: Option<(Receiver<IndexMsg>, u64)>,
+    index_tx: Sender<IndexMsg>,
+    index: Option<JoinHandle<()>>,
     models: Option<(Sender<writer::Msg>, JoinHandle<()>)>,
 }
 
 impl Publisher {
-    /// Start the index and read-model threads and install the sink in the engine. The read
-    /// models start from the engine's whole state; the index catches up from the log itself.
+    /// Install the sink in the engine. The threads start after the daemon's first round, so
+    /// that start-up recovery and intake do not share the disk with an index rebuild or the
+    /// first writing of the read models; batches committed meanwhile wait in the channel.
     pub fn start(engine: &mut Engine) -> Publisher {
-        let layout = engine.layout.clone();
         let pending = Arc::new(Mutex::new(Pending::default()));
         let (index_tx, index_rx) = mpsc::channel();
+        engine.sink = Some(Box::new(Sink {
+            pending: Arc::clone(&pending),
+            index: index_tx.clone(),
+        }));
+        Publisher {
+            pending,
+            problem_tasks: HashMap::new(),
+            sent_problems: Vec::new(),
+            waiting: Some((index_rx, engine.last_seq())),
+            index_tx,
+            index: None,
+            models: None,
+        }
+    }
+
+    /// Start the index thread (which opens, rebuilds or catches up the index itself) and the
+    /// read-model thread with the engine's whole state.
+    fn launch(&mut self, engine: &Engine, index_rx: Receiver<IndexMsg>, history_upto: u64) {
+        let layout = engine.layout.clone();
         let db = index::db_path(&layout);
         let log = layout.events();
-        let index = std::thread::Builder::new()
+        self.index = std::thread::Builder::new()
             .name("index".into())
             .spawn(move || index_thread(&db, &log, &index_rx))
             .map_err(|e| tracing::error!("cannot start the index thread ({e}); the index is not maintained"))
-            .ok()
-            .map(|handle| (index_tx.clone(), handle));
-        let sent_problems = file_problems(engine, &HashMap::new());
+            .ok();
+        let p = std::mem::take(&mut *lock(&self.pending));
+        self.problem_tasks.extend(p.problem_tasks);
+        self.sent_problems = file_problems(engine, &self.problem_tasks);
         let first = Update {
             last_seq: engine.last_seq(),
-            upserts: engine.state.tasks.values().map(|e| view(e, None)).collect(),
-            file_problems: Some(sent_problems.clone()),
+            upserts: engine
+                .state
+                .tasks
+                .values()
+                .map(|e| view(e, p.problem_messages.get(&e.id)))
+                .collect(),
+            file_problems: Some(self.sent_problems.clone()),
+            events: p.events.into(),
+            handoffs: p.handoffs,
+            runs: p.runs,
             agents: engine.config.agents.as_ref().map(|a| a.keys().cloned().collect()),
             ..Update::default()
         };
         let (models_tx, models_rx) = mpsc::channel();
-        let models = writer::spawn(
+        self.models = writer::spawn(
             layout.status_dir(),
             layout.events(),
-            engine.last_seq(),
+            history_upto,
             first,
             models_rx,
         )
         .map_err(|e| tracing::error!("cannot start the read-model thread ({e}); work/status/ is not updated"))
         .ok()
         .map(|handle| (models_tx, handle));
-        engine.sink = Some(Box::new(Sink {
-            pending: Arc::clone(&pending),
-            index: index_tx,
-        }));
-        Publisher {
-            pending,
-            problem_tasks: HashMap::new(),
-            sent_problems,
-            index,
-            models,
-        }
     }
 
     /// After a round: send the read models the tasks that changed, as the state holds them now.
     pub fn update(&mut self, engine: &Engine) {
+        if let Some((index_rx, history_upto)) = self.waiting.take() {
+            self.launch(engine, index_rx, history_upto);
+            return;
+        }
         let p = std::mem::take(&mut *lock(&self.pending));
         self.problem_tasks.extend(p.problem_tasks);
         let problems = file_problems(engine, &self.problem_tasks);
@@ -216,8 +241,8 @@ impl Publisher {
 
     /// Let both threads write what they have and end.
     pub fn finish(&mut self) {
-        if let Some((tx, handle)) = self.index.take() {
-            let _ = tx.send(IndexMsg::Stop);
+        if let Some(handle) = self.index.take() {
+            let _ = self.index_tx.send(IndexMsg::Stop);
             let _ = handle.join();
         }
         if let Some((tx, handle)) = self.models.take() {
