@@ -5,7 +5,8 @@
 //! the log at start); and after each round of the daemon `Publisher::update` snapshots the
 //! tasks that changed from the engine's state and sends them to the read-model writer thread.
 //! Neither thread can delay an acknowledgement, and a failing index never stops the daemon:
-//! it is reopened (and caught up from the log) later.
+//! it is reopened (and caught up from the log) later. Reads the engine's state; never changes
+//! it, the log or a task file.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! `agentplane events` (the log's events after a seq — of one task located through the index,
 //! plus whatever the log has beyond it — and `--follow`ing the log as it grows) and
 //! `agentplane logs` (an attempt's stdout.log or stderr.log, `--follow`ing it until the
-//! attempt ends).
+//! attempt ends). Reads only.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! `agentplane list` (tasks from the index, filtered by status, agent and priority, in queue
 //! order) and `agentplane show ID` (the task file's fields as they are on disk, the task as the
-//! log describes it, its attempts with their log files, and its whole event history).
+//! log describes it, its attempts with their log files, and its whole event history). Reads
+//! only.
 
 use std::io::Write;
 

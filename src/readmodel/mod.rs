@@ -274,10 +274,6 @@ struct AgentTally<'a> {
 }
 
 impl Model {
-    pub fn last_seq(&self) -> u64 {
-        self.last_seq
-    }
-
     /// The shared copy of an agent's name.
     fn name(&mut self, agent: &str) -> Arc<str> {
         if let Some(n) = self.names.iter().find(|n| &***n == agent) {

@@ -3,7 +3,8 @@
 //! problem and attempt change) without depending on the write side. Rows are read into a
 //! cache on first touch, changed there, and written by `flush` (once per batch; every so many
 //! events in a rebuild), so the result does not depend on how events are cut into batches: a
-//! rebuild equals the incremental index.
+//! rebuild equals the incremental index. Touches only the index's tables (through the
+//! statements it is given): never the log, task files or the write side's state.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
