@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,6 +23,10 @@ use crate::store::index::{self, Index};
 
 /// How long a failed index waits before it is opened (and caught up) again.
 const INDEX_RETRY: Duration = Duration::from_secs(10);
+
+/// After this long without batches the index's WAL is checkpointed and emptied: readers then
+/// touch nothing, and a daemon killed while idle leaves an index that is not behind.
+const CHECKPOINT_WHEN_QUIET: Duration = Duration::from_millis(500);
 
 enum IndexMsg {
     Batch(Vec<Event>),
@@ -288,12 +292,29 @@ fn open_index(db: &Path, log: &Path) -> Option<Index> {
 fn index_thread(db: &Path, log: &Path, rx: &Receiver<IndexMsg>) {
     let mut index = open_index(db, log);
     let mut retry_at = Instant::now() + INDEX_RETRY;
+    let mut since_checkpoint = false;
     loop {
         let mut batch = Vec::new();
         let mut stop = false;
-        match rx.recv() {
+        let first = if since_checkpoint {
+            match rx.recv_timeout(CHECKPOINT_WHEN_QUIET) {
+                Err(RecvTimeoutError::Timeout) => {
+                    since_checkpoint = false;
+                    if let Some(ix) = index.as_mut()
+                        && let Err(e) = ix.checkpoint()
+                    {
+                        tracing::debug!("{e}");
+                    }
+                    continue;
+                }
+                other => other.map_err(|_| ()),
+            }
+        } else {
+            rx.recv().map_err(|_| ())
+        };
+        match first {
             Ok(IndexMsg::Batch(b)) => batch = b,
-            Ok(IndexMsg::Stop) | Err(_) => stop = true,
+            Ok(IndexMsg::Stop) | Err(()) => stop = true,
         }
         while !stop {
             match rx.try_recv() {
@@ -306,12 +327,15 @@ fn index_thread(db: &Path, log: &Path, rx: &Receiver<IndexMsg>) {
             index = open_index(db, log);
             retry_at = Instant::now() + INDEX_RETRY;
         }
-        if let Some(ix) = index.as_mut()
-            && let Err(e) = ix.apply(&batch)
-        {
-            tracing::error!("index not updated, reopening it later: {e}");
-            index = None;
-            retry_at = Instant::now() + INDEX_RETRY;
+        if let Some(ix) = index.as_mut() {
+            match ix.apply(&batch) {
+                Ok(n) => since_checkpoint |= n > 0,
+                Err(e) => {
+                    tracing::error!("index not updated, reopening it later: {e}");
+                    index = None;
+                    retry_at = Instant::now() + INDEX_RETRY;
+                }
+            }
         }
         if stop {
             if let Some(ix) = index.take()

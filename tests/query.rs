@@ -545,9 +545,26 @@ fn index_rebuild_is_refused_while_a_daemon_runs() {
         stderr.contains("daemon.lock") && stderr.contains(&daemon.id().to_string()),
         "{stderr}"
     );
-    // Queries work meanwhile.
-    let status: Value = serde_json::from_slice(&root.cmd(&["status", "--json"]).stdout).unwrap();
+    // Queries work meanwhile, and change nothing once the daemon is idle (its index's WAL
+    // checkpointed and empty).
+    root.drop_task("t.yaml", "id: t1\nagent: human\ntitle: T\n");
+    let wal = root.p("work/.agentplane/index.sqlite-wal");
+    wait_for(30, "daemon idle with an empty WAL", || {
+        let status: Value = serde_json::from_slice(&root.cmd(&["status", "--json"]).stdout).unwrap();
+        let model: Value = std::fs::read_to_string(root.p("work/status/status.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        status["counts"]["assigned"] == 1
+            && status["last_seq"] == status["log_last_seq"]
+            && model["last_seq"] == status["log_last_seq"]
+            && std::fs::metadata(&wal).is_ok_and(|m| m.len() == 0)
+    });
+    let status = query_json(&root, &["status", "--json"]);
     assert_eq!(status["daemon"]["pid"], daemon.id());
+    query_json(&root, &["list", "--json"]);
+    query_json(&root, &["show", "t1", "--json"]);
+    assert_eq!(query(&root, &["events", "--task", "t1"]).status.code(), Some(0));
     assert!(stop_daemon(daemon).status.success());
     assert!(root.cmd(&["index", "rebuild"]).status.success());
 }

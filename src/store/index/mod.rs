@@ -518,6 +518,13 @@ impl Index {
         Ok(applied)
     }
 
+    /// Copy the WAL into the database and empty it (best effort: readers may hold it).
+    pub fn checkpoint(&mut self) -> Result<(), IndexError> {
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(sql_err(&self.path, "checkpoint"))
+    }
+
     /// Checkpoint and leave the file in rollback-journal mode, so that readers opening it
     /// read-only while no daemon runs create no `-wal`/`-shm` files.
     pub fn close(self) -> Result<(), IndexError> {
