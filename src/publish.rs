@@ -323,6 +323,12 @@ fn index_thread(db: &Path, log: &Path, rx: &Receiver<IndexMsg>) {
                 Err(TryRecvError::Empty) => break,
             }
         }
+        if index.as_ref().is_some_and(|ix| !ix.in_place()) {
+            // Deleted or replaced under the daemon: the file we write is not the one readers see.
+            tracing::warn!(path = %db.display(), "the index file was deleted or replaced; opening it again");
+            index = None;
+            retry_at = Instant::now();
+        }
         if index.is_none() && Instant::now() >= retry_at {
             index = open_index(db, log);
             retry_at = Instant::now() + INDEX_RETRY;

@@ -297,6 +297,18 @@ fn every_answer_agrees_with_the_files_and_the_log_and_changes_nothing() {
         .collect();
     assert_eq!(show["events"].as_array().unwrap().len(), task_events.len());
     assert_eq!(query(&root, &["show", "no-such-task"]).status.code(), Some(1));
+    let rejected = query_json(&root, &["show", "bad-status", "--json"]);
+    assert_eq!(
+        rejected["file"]["path"],
+        "work/collaboration/rejected/bad-status.yaml"
+    );
+    assert!(
+        rejected["rejection"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("status"),
+        "{rejected}"
+    );
     let human = String::from_utf8(query(&root, &["show", "ok-1"]).stdout).unwrap();
     assert!(
         human.contains("status    done") || human.contains("status      done"),

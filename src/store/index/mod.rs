@@ -14,6 +14,7 @@ pub mod read;
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -370,6 +371,8 @@ pub struct Index {
     last_seq: u64,
     /// Where the line of the next event starts in the log (the journal appends contiguously).
     next_offset: u64,
+    /// Inode of the file this connection has open.
+    ino: u64,
 }
 
 impl Index {
@@ -427,17 +430,24 @@ impl Index {
                 ),
             })?;
         }
+        let ino = std::fs::metadata(db).map_err(io_err(db, "stat"))?.ino();
         Ok(Index {
             conn,
             path: db.to_path_buf(),
             log: log.to_path_buf(),
             last_seq,
             next_offset,
+            ino,
         })
     }
 
     pub fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+
+    /// Is the file this index writes still the one at its path (not deleted or replaced)?
+    pub fn in_place(&self) -> bool {
+        std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.ino)
     }
 
     /// Apply what the log holds beyond `last_seq`.
