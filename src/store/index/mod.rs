@@ -479,7 +479,15 @@ impl Index {
             .transaction()
             .map_err(sql_err(&db, "begin a transaction on"))?;
         let mut st = Stmts::new(&tx).map_err(sql_err(&db, "prepare statements for"))?;
+        let no_problems = !tx
+            .query_row("SELECT EXISTS (SELECT 1 FROM problems)", [], |r| {
+                r.get::<_, bool>(0)
+            })
+            .map_err(sql_err(&db, "read the problems of"))?;
         let mut projector = Projector::new(false, self.last_seq);
+        if no_problems {
+            projector = projector.without_problems();
+        }
         let mut applied = 0;
         let mut offset = self.next_offset;
         let mut last: Option<(u64, read::Located)> = None;

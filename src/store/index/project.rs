@@ -220,6 +220,13 @@ impl Projector {
         }
     }
 
+    /// For a batch on a database whose problems table is empty (as it nearly always is):
+    /// moves then need no lookups to find problems they supersede.
+    pub(super) fn without_problems(mut self) -> Projector {
+        self.problems = Cache::new(true);
+        self
+    }
+
     pub(super) fn last_seq(&self) -> u64 {
         self.last_seq
     }
