@@ -5,11 +5,12 @@
 //! the log at start); and after each round of the daemon `Publisher::update` snapshots the
 //! tasks that changed from the engine's state and sends them to the read-model writer thread.
 //! Neither thread can delay an acknowledgement, and a failing index never stops the daemon:
-//! it is reopened (and caught up from the log) later.
+//! it is reopened (and caught up from the log) later. Reads the engine's state; never changes
+//! it, the log or a task file.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -22,6 +23,10 @@ use crate::store::index::{self, Index};
 
 /// How long a failed index waits before it is opened (and caught up) again.
 const INDEX_RETRY: Duration = Duration::from_secs(10);
+
+/// After this long without batches the index's WAL is checkpointed and emptied: readers then
+/// touch nothing, and a daemon killed while idle leaves an index that is not behind.
+const CHECKPOINT_WHEN_QUIET: Duration = Duration::from_millis(500);
 
 enum IndexMsg {
     Batch(Vec<Event>),
@@ -132,59 +137,84 @@ pub struct Publisher {
     pending: Arc<Mutex<Pending>>,
     problem_tasks: HashMap<String, Option<String>>,
     sent_problems: Vec<ProblemView>,
-    index: Option<(Sender<IndexMsg>, JoinHandle<()>)>,
+    /// Until the first round is done: the index thread's end of the channel, and the last seq
+    /// before the daemon's first round (the read models read the history up to it).
+    waiting: Option<(Receiver<IndexMsg>, u64)>,
+    index_tx: Sender<IndexMsg>,
+    index: Option<JoinHandle<()>>,
     models: Option<(Sender<writer::Msg>, JoinHandle<()>)>,
 }
 
 impl Publisher {
-    /// Start the index and read-model threads and install the sink in the engine. The read
-    /// models start from the engine's whole state; the index catches up from the log itself.
+    /// Install the sink in the engine. The threads start after the daemon's first round, so
+    /// that start-up recovery and intake do not share the disk with an index rebuild or the
+    /// first writing of the read models; batches committed meanwhile wait in the channel.
     pub fn start(engine: &mut Engine) -> Publisher {
-        let layout = engine.layout.clone();
         let pending = Arc::new(Mutex::new(Pending::default()));
         let (index_tx, index_rx) = mpsc::channel();
+        engine.sink = Some(Box::new(Sink {
+            pending: Arc::clone(&pending),
+            index: index_tx.clone(),
+        }));
+        Publisher {
+            pending,
+            problem_tasks: HashMap::new(),
+            sent_problems: Vec::new(),
+            waiting: Some((index_rx, engine.last_seq())),
+            index_tx,
+            index: None,
+            models: None,
+        }
+    }
+
+    /// Start the index thread (which opens, rebuilds or catches up the index itself) and the
+    /// read-model thread with the engine's whole state.
+    fn launch(&mut self, engine: &Engine, index_rx: Receiver<IndexMsg>, history_upto: u64) {
+        let layout = engine.layout.clone();
         let db = index::db_path(&layout);
         let log = layout.events();
-        let index = std::thread::Builder::new()
+        self.index = std::thread::Builder::new()
             .name("index".into())
             .spawn(move || index_thread(&db, &log, &index_rx))
             .map_err(|e| tracing::error!("cannot start the index thread ({e}); the index is not maintained"))
-            .ok()
-            .map(|handle| (index_tx.clone(), handle));
-        let sent_problems = file_problems(engine, &HashMap::new());
+            .ok();
+        let p = std::mem::take(&mut *lock(&self.pending));
+        self.problem_tasks.extend(p.problem_tasks);
+        self.sent_problems = file_problems(engine, &self.problem_tasks);
         let first = Update {
             last_seq: engine.last_seq(),
-            upserts: engine.state.tasks.values().map(|e| view(e, None)).collect(),
-            file_problems: Some(sent_problems.clone()),
+            upserts: engine
+                .state
+                .tasks
+                .values()
+                .map(|e| view(e, p.problem_messages.get(&e.id)))
+                .collect(),
+            file_problems: Some(self.sent_problems.clone()),
+            events: p.events.into(),
+            handoffs: p.handoffs,
+            runs: p.runs,
             agents: engine.config.agents.as_ref().map(|a| a.keys().cloned().collect()),
             ..Update::default()
         };
         let (models_tx, models_rx) = mpsc::channel();
-        let models = writer::spawn(
+        self.models = writer::spawn(
             layout.status_dir(),
             layout.events(),
-            engine.last_seq(),
+            history_upto,
             first,
             models_rx,
         )
         .map_err(|e| tracing::error!("cannot start the read-model thread ({e}); work/status/ is not updated"))
         .ok()
         .map(|handle| (models_tx, handle));
-        engine.sink = Some(Box::new(Sink {
-            pending: Arc::clone(&pending),
-            index: index_tx,
-        }));
-        Publisher {
-            pending,
-            problem_tasks: HashMap::new(),
-            sent_problems,
-            index,
-            models,
-        }
     }
 
     /// After a round: send the read models the tasks that changed, as the state holds them now.
     pub fn update(&mut self, engine: &Engine) {
+        if let Some((index_rx, history_upto)) = self.waiting.take() {
+            self.launch(engine, index_rx, history_upto);
+            return;
+        }
         let p = std::mem::take(&mut *lock(&self.pending));
         self.problem_tasks.extend(p.problem_tasks);
         let problems = file_problems(engine, &self.problem_tasks);
@@ -216,8 +246,8 @@ impl Publisher {
 
     /// Let both threads write what they have and end.
     pub fn finish(&mut self) {
-        if let Some((tx, handle)) = self.index.take() {
-            let _ = tx.send(IndexMsg::Stop);
+        if let Some(handle) = self.index.take() {
+            let _ = self.index_tx.send(IndexMsg::Stop);
             let _ = handle.join();
         }
         if let Some((tx, handle)) = self.models.take() {
@@ -238,6 +268,8 @@ fn open_index(db: &Path, log: &Path) -> Option<Index> {
     match Index::open(db, log) {
         Ok((index, opened)) => {
             let ms = started.elapsed().as_millis() as u64;
+            // A rebuild or a long catch-up peaks at tens of MB the daemon will not need again.
+            crate::readmodel::writer::release_memory();
             match opened.rebuilt {
                 Some(why) => tracing::info!(seq = index.last_seq(), ms, "index rebuilt from the log ({why})"),
                 None => tracing::debug!(
@@ -260,12 +292,29 @@ fn open_index(db: &Path, log: &Path) -> Option<Index> {
 fn index_thread(db: &Path, log: &Path, rx: &Receiver<IndexMsg>) {
     let mut index = open_index(db, log);
     let mut retry_at = Instant::now() + INDEX_RETRY;
+    let mut since_checkpoint = false;
     loop {
         let mut batch = Vec::new();
         let mut stop = false;
-        match rx.recv() {
+        let first = if since_checkpoint {
+            match rx.recv_timeout(CHECKPOINT_WHEN_QUIET) {
+                Err(RecvTimeoutError::Timeout) => {
+                    since_checkpoint = false;
+                    if let Some(ix) = index.as_mut()
+                        && let Err(e) = ix.checkpoint()
+                    {
+                        tracing::debug!("{e}");
+                    }
+                    continue;
+                }
+                other => other.map_err(|_| ()),
+            }
+        } else {
+            rx.recv().map_err(|_| ())
+        };
+        match first {
             Ok(IndexMsg::Batch(b)) => batch = b,
-            Ok(IndexMsg::Stop) | Err(_) => stop = true,
+            Ok(IndexMsg::Stop) | Err(()) => stop = true,
         }
         while !stop {
             match rx.try_recv() {
@@ -274,16 +323,25 @@ fn index_thread(db: &Path, log: &Path, rx: &Receiver<IndexMsg>) {
                 Err(TryRecvError::Empty) => break,
             }
         }
+        if index.as_ref().is_some_and(|ix| !ix.in_place()) {
+            // Deleted or replaced under the daemon: the file we write is not the one readers see.
+            tracing::warn!(path = %db.display(), "the index file was deleted or replaced; opening it again");
+            index = None;
+            retry_at = Instant::now();
+        }
         if index.is_none() && Instant::now() >= retry_at {
             index = open_index(db, log);
             retry_at = Instant::now() + INDEX_RETRY;
         }
-        if let Some(ix) = index.as_mut()
-            && let Err(e) = ix.apply(&batch)
-        {
-            tracing::error!("index not updated, reopening it later: {e}");
-            index = None;
-            retry_at = Instant::now() + INDEX_RETRY;
+        if let Some(ix) = index.as_mut() {
+            match ix.apply(&batch) {
+                Ok(n) => since_checkpoint |= n > 0,
+                Err(e) => {
+                    tracing::error!("index not updated, reopening it later: {e}");
+                    index = None;
+                    retry_at = Instant::now() + INDEX_RETRY;
+                }
+            }
         }
         if stop {
             if let Some(ix) = index.take()

@@ -297,6 +297,18 @@ fn every_answer_agrees_with_the_files_and_the_log_and_changes_nothing() {
         .collect();
     assert_eq!(show["events"].as_array().unwrap().len(), task_events.len());
     assert_eq!(query(&root, &["show", "no-such-task"]).status.code(), Some(1));
+    let rejected = query_json(&root, &["show", "bad-status", "--json"]);
+    assert_eq!(
+        rejected["file"]["path"],
+        "work/collaboration/rejected/bad-status.yaml"
+    );
+    assert!(
+        rejected["rejection"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("status"),
+        "{rejected}"
+    );
     let human = String::from_utf8(query(&root, &["show", "ok-1"]).stdout).unwrap();
     assert!(
         human.contains("status    done") || human.contains("status      done"),
@@ -416,14 +428,18 @@ fn read_models_follow_the_state_and_are_rewritten_only_on_change() {
         .iter()
         .map(|n| ino(n))
         .collect();
-    let log_ino = ino("WORKFLOW_LOG.md");
+    let log_before = status("WORKFLOW_LOG.md");
     root.run_once_ok();
     let after: Vec<u64> = ["BOARD.md", "AGENT_STATUS.md", "HANDOFFS.md"]
         .iter()
         .map(|n| ino(n))
         .collect();
     assert_eq!(before, after, "unchanged read models are not rewritten");
-    assert_ne!(ino("WORKFLOW_LOG.md"), log_ino);
+    assert_ne!(
+        status("WORKFLOW_LOG.md"),
+        log_before,
+        "the log view shows the new events"
+    );
     let json: Value = serde_json::from_str(&status("status.json")).unwrap();
     assert_eq!(json["last_seq"].as_u64().unwrap(), root.events().len() as u64);
     assert!(json["generated_at"].as_str().unwrap().ends_with('Z'));
@@ -541,9 +557,26 @@ fn index_rebuild_is_refused_while_a_daemon_runs() {
         stderr.contains("daemon.lock") && stderr.contains(&daemon.id().to_string()),
         "{stderr}"
     );
-    // Queries work meanwhile.
-    let status: Value = serde_json::from_slice(&root.cmd(&["status", "--json"]).stdout).unwrap();
+    // Queries work meanwhile, and change nothing once the daemon is idle (its index's WAL
+    // checkpointed and empty).
+    root.drop_task("t.yaml", "id: t1\nagent: human\ntitle: T\n");
+    let wal = root.p("work/.agentplane/index.sqlite-wal");
+    wait_for(30, "daemon idle with an empty WAL", || {
+        let status: Value = serde_json::from_slice(&root.cmd(&["status", "--json"]).stdout).unwrap();
+        let model: Value = std::fs::read_to_string(root.p("work/status/status.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        status["counts"]["assigned"] == 1
+            && status["last_seq"] == status["log_last_seq"]
+            && model["last_seq"] == status["log_last_seq"]
+            && std::fs::metadata(&wal).is_ok_and(|m| m.len() == 0)
+    });
+    let status = query_json(&root, &["status", "--json"]);
     assert_eq!(status["daemon"]["pid"], daemon.id());
+    query_json(&root, &["list", "--json"]);
+    query_json(&root, &["show", "t1", "--json"]);
+    assert_eq!(query(&root, &["events", "--task", "t1"]).status.code(), Some(0));
     assert!(stop_daemon(daemon).success());
     assert!(root.cmd(&["index", "rebuild"]).status.success());
 }

@@ -4,6 +4,7 @@
 //! files with one id, a task file no event mentions, a task the log places where no file is,
 //! a torn or corrupt log, and an index that is missing, unreadable, behind, or different from
 //! a fresh projection of the log (compared row for row). Exit 1 when anything is found.
+//! Reads only; repairs nothing (the daemon does, or the user).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! `agentplane costs` (the `cost_update` events summed by agent, model, day or task) and
 //! `agentplane runs` (run containers, ADR-048: the events that carry a `run_id`, with the
-//! container file `work/runs/<run-id>/run.yaml` when it exists).
+//! container file `work/runs/<run-id>/run.yaml` when it exists). Reads only.
 
 use serde_json::{Value, json};
 

@@ -1,7 +1,7 @@
 //! `agentplane events` (the log's events after a seq — of one task located through the index,
 //! plus whatever the log has beyond it — and `--follow`ing the log as it grows) and
 //! `agentplane logs` (an attempt's stdout.log or stderr.log, `--follow`ing it until the
-//! attempt ends).
+//! attempt ends). Reads only.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::Duration;
@@ -77,22 +77,52 @@ impl EventOut {
     fn flush(&mut self) -> bool {
         self.out.flush().is_ok()
     }
+
+    fn header(&mut self) -> bool {
+        let header = table::line(&self.widths, &EVENT_HEADERS);
+        self.out.write_all(header.as_bytes()).is_ok()
+    }
 }
 
 pub(super) fn events(layout: &Layout, task: Option<&str>, since: u64, follow: bool, json: bool) -> Answer {
     let log = layout.events();
-    let mut lines: Vec<String> = Vec::new();
+    let mut out = EventOut {
+        json,
+        widths: EVENT_HEADERS.iter().map(|h| h.len()).collect(),
+        out: std::io::BufWriter::new(std::io::stdout().lock()),
+    };
     let mut upto = since;
     match task {
-        // All events: straight from the log, which is the truth and ordered by seq.
+        // All events: streamed straight from the log, which is the truth and ordered by seq
+        // (for a table, a first pass measures the columns).
         None => {
-            let (events, end) = logread::read_after(&log, since)?;
-            upto = upto.max(end.last_seq);
-            lines.extend(events.into_iter().map(|(_, line)| line));
+            if !json {
+                logread::stream(&log, since, |e, _, _| {
+                    let row = event_row(&e);
+                    for (w, c) in out.widths.iter_mut().zip(&row) {
+                        *w = (*w).max(c.chars().count());
+                    }
+                    Ok::<(), ()>(())
+                })?
+                .ok();
+                if !out.header() {
+                    return Ok(0);
+                }
+            }
+            let end = logread::stream(
+                &log,
+                since,
+                |_, line, _| if out.write(line) { Ok(()) } else { Err(()) },
+            )?;
+            match end {
+                Ok(end) => upto = upto.max(end.last_seq),
+                Err(()) => return Ok(0), // stdout closed
+            }
         }
         // One task's: located by the index, plus whatever the log has beyond it.
         Some(id) => {
             let src = Source::open(layout)?;
+            let mut lines: Vec<String> = Vec::new();
             src.reader
                 .task_events(id, since, |_, line| lines.push(line.to_string()))?;
             upto = upto.max(src.reader.last_seq());
@@ -102,28 +132,22 @@ pub(super) fn events(layout: &Layout, task: Option<&str>, since: u64, follow: bo
                     lines.push(line);
                 }
             }
-        }
-    }
-    let mut out = EventOut {
-        json,
-        widths: Vec::new(),
-        out: std::io::BufWriter::new(std::io::stdout().lock()),
-    };
-    if !json {
-        let rows: Vec<Vec<String>> = lines
-            .iter()
-            .filter_map(|l| parse_event(l))
-            .map(|e| event_row(&e))
-            .collect();
-        out.widths = table::widths(&EVENT_HEADERS, &rows);
-        let header = table::line(&out.widths, &EVENT_HEADERS);
-        if out.out.write_all(header.as_bytes()).is_err() {
-            return Ok(0);
-        }
-    }
-    for line in &lines {
-        if !out.write(line) {
-            return Ok(0);
+            if !json {
+                let rows: Vec<Vec<String>> = lines
+                    .iter()
+                    .filter_map(|l| parse_event(l))
+                    .map(|e| event_row(&e))
+                    .collect();
+                out.widths = table::widths(&EVENT_HEADERS, &rows);
+                if !out.header() {
+                    return Ok(0);
+                }
+            }
+            for line in &lines {
+                if !out.write(line) {
+                    return Ok(0);
+                }
+            }
         }
     }
     if !out.flush() || !follow {

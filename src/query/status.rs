@@ -1,6 +1,7 @@
 //! `agentplane status`: task counts by status, per-agent queues with the current task, the
-//! problems the log records (about files that still exist), and run containers — aggregate queries on the index, no task
-//! list, so it answers in milliseconds whatever the number of tasks.
+//! problems the log records (about files that still exist), and run containers — aggregate
+//! queries on the index, no task list, so it answers in milliseconds whatever the number of
+//! tasks. Reads only.
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,7 @@
 //! `agentplane list` (tasks from the index, filtered by status, agent and priority, in queue
 //! order) and `agentplane show ID` (the task file's fields as they are on disk, the task as the
-//! log describes it, its attempts with their log files, and its whole event history).
+//! log describes it, its attempts with their log files, and its whole event history). Reads
+//! only.
 
 use std::io::Write;
 
@@ -110,7 +111,7 @@ pub(super) fn list(
     Ok(0)
 }
 
-/// A task file named `<id>.yaml` (or `.yml`) anywhere a task file may be.
+/// A task file named `<id>.yaml` (or `.yml`) anywhere a task file may be, rejected ones last.
 fn find_file(layout: &Layout, id: &str) -> Option<String> {
     let collab = layout.collab();
     let mut dirs = vec![collab.join("inbox"), collab.join("fridge")];
@@ -121,6 +122,7 @@ fn find_file(layout: &Layout, id: &str) -> Option<String> {
             dirs.extend(subs);
         }
     }
+    dirs.push(layout.rejected());
     dirs.iter()
         .flat_map(|d| [d.join(format!("{id}.yaml")), d.join(format!("{id}.yml"))])
         .find(|p| p.is_file())
@@ -204,6 +206,11 @@ pub(super) fn show(layout: &Layout, id: &str, json: bool) -> Answer {
         None => (None, Some("no task file".into())),
     };
     let attempts = src.reader.attempts(id)?;
+    // A rejected file has a sidecar saying why.
+    let rejection = path
+        .as_ref()
+        .filter(|p| p.starts_with("work/collaboration/rejected/"))
+        .and_then(|p| file_fields(layout, &format!("{p}.reason.yaml")).0);
     if json {
         let attempts: Vec<Value> = attempts
             .iter()
@@ -221,6 +228,7 @@ pub(super) fn show(layout: &Layout, id: &str, json: bool) -> Answer {
             "id": id,
             "task": row,
             "file": {"path": path, "fields": fields, "error": file_error},
+            "rejection": rejection,
             "attempts": attempts,
             "events": events,
         }));
@@ -263,9 +271,18 @@ pub(super) fn show(layout: &Layout, id: &str, json: bool) -> Answer {
                 out.push_str(&format!("  {k:width$}  {v}\n"));
             }
         }
+        None if rejection.is_some() => out.push_str(&format!("{id} — rejected at intake, not a task\n")),
         None => out.push_str(&format!(
             "{id} — not in the log yet (the daemon records it when it sees the file)\n"
         )),
+    }
+    if let Some(r) = &rejection {
+        let why = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("—").to_string();
+        out.push_str(&format!(
+            "\nrejected: {}\n  what to do: {}\n",
+            table::one_line(&why("reason")),
+            table::one_line(&why("what_to_do"))
+        ));
     }
     out.push_str(&format!("\nfile {}:\n", path.as_deref().unwrap_or("—")));
     match (&fields, &file_error) {

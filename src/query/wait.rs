@@ -1,7 +1,7 @@
 //! `agentplane wait ID [--timeout S]`: block until the task is terminal — exit 0 when it is
 //! done, 1 when it ends in error, is deleted or rejected, or the timeout passes. The state
 //! comes from the index, then from the log as it grows (so a lagging index never delays the
-//! answer); works whether or not the daemon runs.
+//! answer); works whether or not the daemon runs. Reads only.
 
 use std::time::{Duration, Instant};
 

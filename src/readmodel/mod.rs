@@ -10,13 +10,16 @@
 
 pub mod writer;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::event::Event;
+use crate::layout::Layout;
 use crate::task::{Priority, Status};
 
 /// Events shown in `WORKFLOW_LOG.md`, handoffs in `HANDOFFS.md`, tasks per `BOARD.md` section.
@@ -160,9 +163,36 @@ pub struct Files {
     pub workflow_log: String,
 }
 
+/// A task as the model keeps it: compact, because a large tree has 100,000 of them.
+struct Row {
+    title: Box<str>,
+    agent: Arc<str>,
+    status: Status,
+    priority: Priority,
+    /// `None` when the file is where its status says (`Layout::task_path`), as it nearly
+    /// always is.
+    path: Option<Box<str>>,
+    updated_at: Box<str>,
+    attempt: u32,
+    depends_on: Box<[String]>,
+    /// Kind of inconsistency, and what the daemon said about it.
+    problem: Option<Box<(String, Option<String>)>>,
+}
+
+impl Row {
+    fn path<'a>(&'a self, id: &str) -> Cow<'a, str> {
+        match &self.path {
+            Some(p) => Cow::Borrowed(p),
+            None => Cow::Owned(Layout::task_path(self.status, &self.agent, id)),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Model {
-    tasks: BTreeMap<String, TaskView>,
+    tasks: BTreeMap<Box<str>, Row>,
+    /// Agent names, shared by their tasks.
+    names: Vec<Arc<str>>,
     file_problems: Vec<ProblemView>,
     recent: VecDeque<EventLine>,
     handoffs: VecDeque<HandoffView>,
@@ -196,6 +226,36 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
+/// A task as `status.json` lists it (SPEC section 5), serialized without a `Value` tree.
+#[derive(Serialize)]
+struct TaskJson<'a> {
+    id: &'a str,
+    title: &'a str,
+    agent: &'a str,
+    status: &'static str,
+    priority: &'static str,
+    path: &'a str,
+    updated_at: &'a str,
+    attempt: u32,
+    depends_on: &'a [String],
+}
+
+impl<'a> TaskJson<'a> {
+    fn of(id: &'a str, t: &'a Row, path: &'a str) -> TaskJson<'a> {
+        TaskJson {
+            id,
+            title: &t.title,
+            agent: &t.agent,
+            status: t.status.as_str(),
+            priority: t.priority.as_str(),
+            path,
+            updated_at: &t.updated_at,
+            attempt: t.attempt,
+            depends_on: &t.depends_on,
+        }
+    }
+}
+
 /// The per-status counts every view shows, in this order.
 const COUNTED: [Status; 5] = [
     Status::Assigned,
@@ -206,32 +266,51 @@ const COUNTED: [Status; 5] = [
 ];
 
 #[derive(Default)]
-struct AgentTally {
+struct AgentTally<'a> {
     counts: BTreeMap<Status, u64>,
     /// (updated_at, id) of the most recently changed in-progress task.
-    current: Option<(String, String)>,
-    last_activity: String,
+    current: Option<(&'a str, &'a str)>,
+    last_activity: &'a str,
 }
 
 impl Model {
-    pub fn last_seq(&self) -> u64 {
-        self.last_seq
+    /// The shared copy of an agent's name.
+    fn name(&mut self, agent: &str) -> Arc<str> {
+        if let Some(n) = self.names.iter().find(|n| &***n == agent) {
+            return Arc::clone(n);
+        }
+        let n: Arc<str> = Arc::from(agent);
+        self.names.push(Arc::clone(&n));
+        n
     }
 
     pub fn apply(&mut self, u: Update) {
         self.last_seq = self.last_seq.max(u.last_seq);
-        for mut view in u.upserts {
-            if view.problem.is_some() && view.problem_message.is_none() {
-                view.problem_message = self
-                    .tasks
-                    .get(&view.id)
-                    .filter(|old| old.problem == view.problem)
-                    .and_then(|old| old.problem_message.clone());
-            }
-            self.tasks.insert(view.id.clone(), view);
+        for view in u.upserts {
+            let problem = view.problem.map(|kind| {
+                let message = view.problem_message.or_else(|| {
+                    let old = self.tasks.get(view.id.as_str())?.problem.as_ref()?;
+                    (old.0 == kind).then(|| old.1.clone()).flatten()
+                });
+                Box::new((kind, message))
+            });
+            let agent = self.name(&view.agent);
+            let canonical = Layout::task_path(view.status, &view.agent, &view.id);
+            let row = Row {
+                title: view.title.into(),
+                agent,
+                status: view.status,
+                priority: view.priority,
+                path: (view.path != canonical).then(|| view.path.into()),
+                updated_at: view.updated_at.into(),
+                attempt: view.attempt,
+                depends_on: view.depends_on.into(),
+                problem,
+            };
+            self.tasks.insert(view.id.into(), row);
         }
         for id in u.removed {
-            self.tasks.remove(&id);
+            self.tasks.remove(id.as_str());
         }
         if let Some(problems) = u.file_problems {
             self.file_problems = problems;
@@ -270,36 +349,36 @@ impl Model {
         for p in &self.file_problems {
             out.insert(p.path.clone(), p.clone());
         }
-        for t in self.tasks.values() {
-            if let Some(kind) = &t.problem {
-                out.entry(t.path.clone()).or_insert_with(|| ProblemView {
-                    path: t.path.clone(),
-                    task_id: Some(t.id.clone()),
+        for (id, t) in &self.tasks {
+            if let Some(problem) = &t.problem {
+                let (kind, message) = &**problem;
+                let path = t.path(id).into_owned();
+                out.entry(path.clone()).or_insert_with(|| ProblemView {
+                    path,
+                    task_id: Some(id.to_string()),
                     kind: kind.clone(),
-                    message: t.problem_message.clone().unwrap_or_else(|| problem_text(kind)),
+                    message: message.clone().unwrap_or_else(|| problem_text(kind)),
                 });
             }
         }
         out.into_values().collect()
     }
 
-    fn tally(&self) -> BTreeMap<String, AgentTally> {
-        let mut agents: BTreeMap<String, AgentTally> = BTreeMap::new();
+    fn tally(&self) -> BTreeMap<&str, AgentTally<'_>> {
+        let mut agents: BTreeMap<&str, AgentTally> = BTreeMap::new();
         for name in &self.agents {
-            agents.entry(name.clone()).or_default();
+            agents.entry(name).or_default();
         }
-        for t in self.tasks.values() {
-            let a = agents.entry(t.agent.clone()).or_default();
+        for (id, t) in &self.tasks {
+            let a = agents.entry(&t.agent).or_default();
             *a.counts.entry(t.status).or_default() += 1;
-            if t.status == Status::InProgress
-                && a.current
-                    .as_ref()
-                    .is_none_or(|(at, id)| (&t.updated_at, &t.id) > (at, id))
+            let at: &str = &t.updated_at;
+            if t.status == Status::InProgress && a.current.is_none_or(|(when, cur)| (at, &**id) > (when, cur))
             {
-                a.current = Some((t.updated_at.clone(), t.id.clone()));
+                a.current = Some((at, id));
             }
-            if t.updated_at > a.last_activity {
-                a.last_activity.clone_from(&t.updated_at);
+            if at > a.last_activity {
+                a.last_activity = at;
             }
         }
         agents
@@ -317,7 +396,7 @@ impl Model {
         }
     }
 
-    fn status_body(&self, agents: &BTreeMap<String, AgentTally>, problems: &[ProblemView]) -> String {
+    fn status_body(&self, agents: &BTreeMap<&str, AgentTally>, problems: &[ProblemView]) -> String {
         let mut counts: BTreeMap<Status, u64> = COUNTED.iter().map(|s| (*s, 0)).collect();
         for t in self.tasks.values() {
             *counts.entry(t.status).or_default() += 1;
@@ -333,8 +412,8 @@ impl Model {
                 for s in COUNTED {
                     m.insert(s.as_str().into(), json!(a.counts.get(&s).copied().unwrap_or(0)));
                 }
-                m.insert("current".into(), json!(a.current.as_ref().map(|(_, id)| id)));
-                (name.clone(), Value::Object(m))
+                m.insert("current".into(), json!(a.current.map(|(_, id)| id)));
+                (name.to_string(), Value::Object(m))
             })
             .collect();
         let mut out = String::with_capacity(256 + self.tasks.len() * 220);
@@ -342,14 +421,13 @@ impl Model {
         let _ = writeln!(out, "\"counts\":{},", Value::Object(counts));
         let _ = writeln!(out, "\"agents\":{},", Value::Object(agents_json));
         out.push_str("\"tasks\":[");
-        for (i, t) in self.tasks.values().enumerate() {
+        let mut line = Vec::with_capacity(512);
+        for (i, (id, t)) in self.tasks.iter().enumerate() {
             out.push_str(if i == 0 { "\n" } else { ",\n" });
-            let v = json!({
-                "id": t.id, "title": t.title, "agent": t.agent, "status": t.status.as_str(),
-                "priority": t.priority.as_str(), "path": t.path, "updated_at": t.updated_at,
-                "attempt": t.attempt, "depends_on": t.depends_on,
-            });
-            out.push_str(&v.to_string());
+            line.clear();
+            let path = t.path(id);
+            serde_json::to_writer(&mut line, &TaskJson::of(id, t, &path)).expect("tasks serialize");
+            out.push_str(std::str::from_utf8(&line).expect("serde_json writes UTF-8"));
         }
         out.push_str(if self.tasks.is_empty() {
             "],\n\"problems\":["
@@ -375,7 +453,7 @@ impl Model {
         out
     }
 
-    fn agent_status(&self, agents: &BTreeMap<String, AgentTally>) -> String {
+    fn agent_status(&self, agents: &BTreeMap<&str, AgentTally>) -> String {
         let mut out = String::from(
             "# Agent status\n\nGenerated by the agentplane daemon from its state; do not edit.\n\n\
              | agent | state | assigned | in progress | blocked | done | error | current task | last activity |\n\
@@ -405,11 +483,11 @@ impl Model {
                 n(Status::Blocked),
                 n(Status::Done),
                 n(Status::Error),
-                a.current.as_ref().map_or("—".to_string(), |(_, id)| cell(id)),
+                a.current.map_or("—".to_string(), |(_, id)| cell(id)),
                 if a.last_activity.is_empty() {
                     "—"
                 } else {
-                    &a.last_activity
+                    a.last_activity
                 },
             );
         }
@@ -417,9 +495,9 @@ impl Model {
     }
 
     fn board(&self) -> String {
-        let mut by_status: BTreeMap<Status, Vec<&TaskView>> = BTreeMap::new();
-        for t in self.tasks.values() {
-            by_status.entry(t.status).or_default().push(t);
+        let mut by_status: BTreeMap<Status, Vec<(&str, &Row)>> = BTreeMap::new();
+        for (id, t) in &self.tasks {
+            by_status.entry(t.status).or_default().push((id, t));
         }
         let mut out = String::from(
             "# Board\n\nTasks by status, most recently changed first. Generated; do not edit.\n",
@@ -443,8 +521,9 @@ impl Model {
                 out.push_str("—\n");
                 continue;
             }
-            let newest_first =
-                |a: &&TaskView, b: &&TaskView| b.updated_at.cmp(&a.updated_at).then_with(|| a.id.cmp(&b.id));
+            let newest_first = |a: &(&str, &Row), b: &(&str, &Row)| {
+                b.1.updated_at.cmp(&a.1.updated_at).then_with(|| a.0.cmp(b.0))
+            };
             let total = tasks.len();
             if total > BOARD_ROWS {
                 tasks.select_nth_unstable_by(BOARD_ROWS, newest_first);
@@ -452,11 +531,11 @@ impl Model {
             }
             tasks.sort_by(newest_first);
             out.push_str("| id | title | agent | priority | attempt | updated |\n| --- | --- | --- | --- | ---: | --- |\n");
-            for t in &tasks {
+            for (id, t) in &tasks {
                 let _ = writeln!(
                     out,
                     "| {} | {} | {} | {} | {} | {} |",
-                    cell(&t.id),
+                    cell(id),
                     cell(&t.title),
                     cell(&t.agent),
                     t.priority.as_str(),
@@ -486,10 +565,10 @@ impl Model {
         }
         out.push_str("| when | from task | from agent | follow-up | to agent | follow-up status |\n| --- | --- | --- | --- | --- | --- |\n");
         for h in self.handoffs.iter().rev() {
-            let from_agent = self.tasks.get(&h.from_task).map_or("—", |t| t.agent.as_str());
+            let from_agent = self.tasks.get(h.from_task.as_str()).map_or("—", |t| &*t.agent);
             let status = self
                 .tasks
-                .get(&h.to_task)
+                .get(h.to_task.as_str())
                 .map_or("waiting in inbox", |t| t.status.as_str());
             let _ = writeln!(
                 out,

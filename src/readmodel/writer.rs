@@ -18,6 +18,11 @@ use crate::lifecycle::fsops;
 /// The shortest time between two rewrites of the read models.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
 
+/// After a rewrite that took `t`, the next waits at least `PACE × t`: with a very large tree
+/// (a `status.json` of many megabytes) the writer uses at most a tenth of a core and of the
+/// disk, whatever the event rate.
+const PACE: u32 = 10;
+
 pub enum Msg {
     Update(Update),
     /// Write what is pending and end the thread.
@@ -80,7 +85,9 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, model: &Model) {
+    /// Render and write what changed; returns when the next write may happen.
+    fn write(&mut self, model: &Model) -> Instant {
+        let started = Instant::now();
         let files = model.render();
         for (name, body) in parts(&files) {
             let d = digest(body);
@@ -101,6 +108,22 @@ impl Writer {
                 Err(e) => tracing::warn!("read model not updated: {e}"),
             }
         }
+        let large = files.status_body.len() > 1 << 20;
+        drop(files);
+        if large {
+            release_memory();
+        }
+        started + MIN_INTERVAL.max(started.elapsed() * PACE)
+    }
+}
+
+/// Give the memory of a large rendering back to the system (glibc keeps freed heap
+/// otherwise, and an idle daemon would hold the peak of its last rewrite).
+pub(crate) fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system; it touches no live block.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -126,12 +149,11 @@ fn run(dir: &Path, log: &Path, history_upto: u64, first: Update, rx: &Receiver<M
     }
     model.apply(first);
     let mut writer = Writer::new(dir);
-    writer.write(&model);
-    let mut last_write = Instant::now();
+    let mut next_write = writer.write(&model);
     let mut dirty = false;
     loop {
         let msg = if dirty {
-            let wait = (last_write + MIN_INTERVAL).saturating_duration_since(Instant::now());
+            let wait = next_write.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -153,9 +175,8 @@ fn run(dir: &Path, log: &Path, history_upto: u64, first: Update, rx: &Receiver<M
             }
             None => {}
         }
-        if dirty && last_write.elapsed() >= MIN_INTERVAL {
-            writer.write(&model);
-            last_write = Instant::now();
+        if dirty && Instant::now() >= next_write {
+            next_write = writer.write(&model);
             dirty = false;
         }
     }

@@ -318,19 +318,6 @@ pub fn last_event(path: &Path) -> Result<Option<(Event, String)>, LogError> {
     }
 }
 
-/// The line of the event with exactly this seq, if the log has it.
-pub fn line_of(path: &Path, seq: u64) -> Result<Option<String>, LogError> {
-    let Some((file, len)) = open(path)? else {
-        return Ok(None);
-    };
-    let start = offset_after(&file, path, seq.saturating_sub(1), len)?;
-    let Some(line) = line_at(&file, path, start, len)? else {
-        return Ok(None);
-    };
-    let ev = decode_line(path, start, &line)?;
-    Ok((ev.seq == seq).then(|| String::from_utf8_lossy(&line).into_owned()))
-}
-
 /// Follows the log as it grows: each `poll` returns the complete lines appended since the
 /// last one. Survives the log not existing yet; starts again after a repair shortened it.
 pub struct Follower {
@@ -347,10 +334,6 @@ impl Follower {
             offset: None,
             last_seq: after,
         }
-    }
-
-    pub fn last_seq(&self) -> u64 {
-        self.last_seq
     }
 
     pub fn poll(&mut self) -> Result<Vec<(Event, String)>, LogError> {
@@ -423,9 +406,6 @@ mod tests {
             assert_eq!(end.torn_bytes, 0);
         }
         assert_eq!(last_event(&path).unwrap().unwrap().0.seq, 60);
-        let line = line_of(&path, 14).unwrap().unwrap();
-        assert_eq!(event::decode(&line).unwrap().seq, 14);
-        assert!(line_of(&path, 61).unwrap().is_none());
     }
 
     #[test]

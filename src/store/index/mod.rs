@@ -14,6 +14,7 @@ pub mod read;
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -370,6 +371,8 @@ pub struct Index {
     last_seq: u64,
     /// Where the line of the next event starts in the log (the journal appends contiguously).
     next_offset: u64,
+    /// Inode of the file this connection has open.
+    ino: u64,
 }
 
 impl Index {
@@ -427,17 +430,24 @@ impl Index {
                 ),
             })?;
         }
+        let ino = std::fs::metadata(db).map_err(io_err(db, "stat"))?.ino();
         Ok(Index {
             conn,
             path: db.to_path_buf(),
             log: log.to_path_buf(),
             last_seq,
             next_offset,
+            ino,
         })
     }
 
     pub fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+
+    /// Is the file this index writes still the one at its path (not deleted or replaced)?
+    pub fn in_place(&self) -> bool {
+        std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.ino)
     }
 
     /// Apply what the log holds beyond `last_seq`.
@@ -469,9 +479,18 @@ impl Index {
             .transaction()
             .map_err(sql_err(&db, "begin a transaction on"))?;
         let mut st = Stmts::new(&tx).map_err(sql_err(&db, "prepare statements for"))?;
+        let no_problems = !tx
+            .query_row("SELECT EXISTS (SELECT 1 FROM problems)", [], |r| {
+                r.get::<_, bool>(0)
+            })
+            .map_err(sql_err(&db, "read the problems of"))?;
         let mut projector = Projector::new(false, self.last_seq);
+        if no_problems {
+            projector = projector.without_problems();
+        }
         let mut applied = 0;
         let mut offset = self.next_offset;
+        let mut last: Option<(u64, read::Located)> = None;
         for ev in events.iter().filter(|e| e.seq > self.last_seq) {
             // Project the line as the journal wrote it, exactly as a rebuild reads it back.
             let line = event::encode(ev);
@@ -482,8 +501,30 @@ impl Index {
             projector
                 .apply(&mut st, &parsed, &line, offset)
                 .map_err(sql_err(&db, "write the projection into"))?;
+            last = Some((
+                ev.seq,
+                read::Located {
+                    offset,
+                    len: line.len() as u64,
+                    crc: project::line_crc(&line),
+                },
+            ));
             offset += line.len() as u64 + 1;
             applied += 1;
+        }
+        // The batch is durable before it is handed over: its last line must be where the
+        // offsets say. If not (the log was written some other way), nothing is committed and
+        // the next open rebuilds.
+        if let Some((seq, at)) = last
+            && read::line_at(&self.log, &at)?.is_none()
+        {
+            return Err(IndexError::Foreign {
+                path: self.log.clone(),
+                detail: format!(
+                    "event {seq} is not at byte {} where the index expects it",
+                    at.offset
+                ),
+            });
         }
         projector
             .flush(&mut st)
@@ -493,6 +534,13 @@ impl Index {
         self.last_seq = projector.last_seq();
         self.next_offset = offset;
         Ok(applied)
+    }
+
+    /// Copy the WAL into the database and empty it (best effort: readers may hold it).
+    pub fn checkpoint(&mut self) -> Result<(), IndexError> {
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(sql_err(&self.path, "checkpoint"))
     }
 
     /// Checkpoint and leave the file in rollback-journal mode, so that readers opening it

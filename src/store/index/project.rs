@@ -3,7 +3,8 @@
 //! problem and attempt change) without depending on the write side. Rows are read into a
 //! cache on first touch, changed there, and written by `flush` (once per batch; every so many
 //! events in a rebuild), so the result does not depend on how events are cut into batches: a
-//! rebuild equals the incremental index.
+//! rebuild equals the incremental index. Touches only the index's tables (through the
+//! statements it is given): never the log, task files or the write side's state.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -217,6 +218,13 @@ impl Projector {
             problems: Cache::new(empty),
             last_seq,
         }
+    }
+
+    /// For a batch on a database whose problems table is empty (as it nearly always is):
+    /// moves then need no lookups to find problems they supersede.
+    pub(super) fn without_problems(mut self) -> Projector {
+        self.problems = Cache::new(true);
+        self
     }
 
     pub(super) fn last_seq(&self) -> u64 {

@@ -266,9 +266,9 @@ fn file_uri(path: &Path, params: &str) -> String {
 /// Where the index says an event's line is in the log.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Located {
-    pub offset: u64,
-    pub len: u64,
-    pub crc: u32,
+    pub(super) offset: u64,
+    pub(super) len: u64,
+    pub(super) crc: u32,
 }
 
 pub(super) fn locate(conn: &Connection, path: &Path, seq: u64) -> Result<Option<Located>, IndexError> {

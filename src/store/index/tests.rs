@@ -130,22 +130,39 @@ fn incremental_in_any_batches_equals_rebuild() {
     assert_eq!(report.events, evs.len() as u64);
     assert_eq!(report.tasks, 3);
     for split in [1, 2, 3, 5, 100] {
-        // An index that starts empty (rebuilt from an empty log) and gets the events in batches.
+        // As in the daemon: each batch is appended to the log, then handed to the index.
         let sub = dir.path().join(format!("split{split}"));
         std::fs::create_dir_all(&sub).unwrap();
-        let empty_log = sub.join("events.jsonl");
-        std::fs::write(&empty_log, "").unwrap();
+        let log = sub.join("events.jsonl");
+        let mut journal = Journal::open(&log, |_| {}).unwrap().journal;
         let db = sub.join("index.sqlite");
-        let (mut index, opened) = Index::open(&db, &empty_log).unwrap();
+        let (mut index, opened) = Index::open(&db, &log).unwrap();
         assert!(opened.rebuilt.is_some());
-        for batch in evs.chunks(split) {
+        let mut fresh = history();
+        for batch in fresh.chunks_mut(split) {
+            journal.append(batch).unwrap();
             index.apply(batch).unwrap();
             // Replays are skipped.
             assert_eq!(index.apply(batch).unwrap(), 0);
         }
         index.close().unwrap();
-        assert_eq!(same(&db, &rebuilt), None, "batches of {split}");
+        let reference = sub.join("rebuilt.sqlite");
+        rebuild(&reference, &log).unwrap();
+        assert_eq!(same(&db, &reference), None, "batches of {split}");
     }
+}
+
+#[test]
+fn a_batch_that_is_not_in_the_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path(), &mut history()[..4]);
+    let db = dir.path().join("index.sqlite");
+    let (mut index, _) = Index::open(&db, &log).unwrap();
+    let mut stray = Event::new("rescan");
+    stray.seq = 5;
+    stray.ts = "2026-01-01T00:00:00.000Z".into();
+    assert!(matches!(index.apply(&[stray]), Err(IndexError::Foreign { .. })));
+    assert_eq!(index.last_seq(), 4);
 }
 
 #[test]
