@@ -358,12 +358,17 @@ fn mkdirs(dirs: &[&Path]) -> Res<()> {
         .try_for_each(|d| fs::create_dir_all(d).map_err(io(d.display())))
 }
 
-/// Read and validate a task file the way intake does (budgeted YAML parser, then `Task`).
+/// Parse and validate a task the way intake does (budgeted YAML parser, then `Task`).
+fn parse_task(text: &str) -> Res<Task> {
+    parse_mapping(text)
+        .map_err(|r| r.reason)
+        .and_then(|doc| Task::from_doc(doc).map_err(|i| i.reason))
+}
+
+/// Read and validate a task file the way intake does.
 fn read_task(path: &Path) -> Res<(String, Task)> {
     let text = fs::read_to_string(path).map_err(io(path.display()))?;
-    let task = parse_mapping(&text)
-        .map_err(|r| r.reason)
-        .and_then(|doc| Task::from_doc(doc).map_err(|i| i.reason))?;
+    let task = parse_task(&text)?;
     Ok((text, task))
 }
 
@@ -1270,9 +1275,10 @@ impl Bench {
 
     // -- start-up, idle cost, growth: one large root ----------------------------------------
 
-    /// A root with `big_tasks` done tasks and 10 events each. One daemon is started on it and
-    /// measured for start-up; for intake with those tasks present right after READY (before the
-    /// first periodic rescan is due); for idle cost; and for intake again in that steady state.
+    /// A root with `big_tasks` tasks and 10 events each on average (`generate_history`). One
+    /// daemon is started on it and measured for start-up; for intake with those tasks present
+    /// right after READY (before the first periodic rescan is due); for idle cost; and for
+    /// intake again in that steady state.
     fn big_root(&mut self, startup: bool, idle: bool, growth: bool) -> Res<()> {
         let n = self.sizes.big_tasks;
         if growth && self.empty_intake.is_none() {
@@ -1288,7 +1294,8 @@ impl Bench {
             "# agentplane-bench: defaults but no archiving, no agents listed\narchive_after_days: 0\n",
         )?;
         let t0 = Instant::now();
-        let events = generate_history(&root, n)?;
+        let history = generate_history(&root, n)?;
+        let events = history.events;
         let (early, late) = if growth {
             let stage_dir = root.join("stage");
             (
@@ -1300,7 +1307,9 @@ impl Bench {
         };
         sync_disks();
         println!(
-            "large root: {n} task files in done/ + {events} events ({:.0} MiB) generated in {:.1} s",
+            "large root: {n} task files ({} in assigned/, the rest in done/) + {events} events ({:.0} MiB) \
+             generated in {:.1} s",
+            history.assigned,
             log_len(&root) as f64 / 1048576.0,
             t0.elapsed().as_secs_f64()
         );
@@ -1485,12 +1494,13 @@ fn spawn_floor(n: usize) -> Res<f64> {
 fn startup_baseline(root: &Path) -> Res<f64> {
     let t0 = Instant::now();
     let events = agentplane::store::journal::read_all(&events_path(root)).map_err(|e| e.to_string())?;
-    let dir = collab(root, "done/bench");
     let mut files = 0;
-    for e in fs::read_dir(&dir).map_err(io(dir.display()))? {
-        let e = e.map_err(io(dir.display()))?;
-        fs::symlink_metadata(e.path()).map_err(io(e.path().display()))?;
-        files += 1;
+    for dir in [collab(root, "done/bench"), collab(root, "assigned/bench")] {
+        for e in fs::read_dir(&dir).map_err(io(dir.display()))? {
+            let e = e.map_err(io(dir.display()))?;
+            fs::symlink_metadata(e.path()).map_err(io(e.path().display()))?;
+            files += 1;
+        }
     }
     let secs = t0.elapsed().as_secs_f64();
     if files == 0 || events.is_empty() {
@@ -1536,126 +1546,215 @@ fn edits(pairs: &[(&str, Value)]) -> Option<Map<String, Value>> {
     Some(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
 }
 
-/// Write `n` done tasks into `done/bench/` and a log of 10 events each, shaped like the daemon's
-/// own for a task that failed once and succeeded on the retry: received, assigned, then per
-/// attempt started + execution start + execution complete, a retry in between, completed. The
-/// task metadata in the events comes from the library (`task_meta` of the parsed file), so a
-/// start-up finds nothing to record. Returns the number of events.
-fn generate_history(root: &Path, n: usize) -> Res<u64> {
-    let done = collab(root, "done/bench");
-    mkdirs(&[&done])?;
+/// What `generate_history` made.
+struct History {
+    events: u64,
+    /// Tasks left in `assigned/bench/`.
+    assigned: usize,
+}
+
+/// Attempts task `i` of the generated history made. Of every ten tasks one is still assigned
+/// (0 attempts: received + assigned, 2 events) so that `list --status assigned` has work to
+/// list, two were done on the third attempt (14 events) and seven on the second (10 events):
+/// 100 events per ten tasks, so `n` tasks (a multiple of ten) make exactly 10 × `n` events.
+fn attempts_of(i: usize) -> u32 {
+    match i % 10 {
+        0 => 0,
+        1 | 2 => 3,
+        _ => 2,
+    }
+}
+
+/// When attempt `a` of `attempts` ran, in seconds after the task arrived: a failed one lasts
+/// 1 s and its retry is due 1 s later, the next starts 1 s after that; the last lasts 17 s.
+fn attempt_window(a: u32, attempts: u32) -> (u64, u64) {
+    let start = 3 * u64::from(a - 1);
+    (start, start + if a == attempts { 17 } else { 1 })
+}
+
+/// One task of the generated history.
+struct GenTask {
+    id: String,
+    i: usize,
+    /// When it arrived in the inbox.
+    t: SystemTime,
+    /// The inode its inbox file is recorded with (its assigned file: `ino + 1`).
+    ino: u64,
+}
+
+impl GenTask {
+    fn ms(&self, s: u64) -> String {
+        clock::rfc3339_millis(self.t + Duration::from_secs(s))
+    }
+
+    fn sec(&self, s: u64) -> String {
+        clock::rfc3339_seconds(self.t + Duration::from_secs(s))
+    }
+
+    fn path(&self, folder: &str) -> String {
+        format!("work/collaboration/{folder}/{}.yaml", self.id)
+    }
+
+    /// The file as the daemon leaves it: the inbox text with the lifecycle keys it adds.
+    fn file_text(&self, inbox_text: &str, attempts: u32) -> String {
+        let c = self.sec(0);
+        if attempts == 0 {
+            return format!("{inbox_text}status: assigned\ncreated_at: {c}\nassigned_at: {c}\n");
+        }
+        let (start, end) = attempt_window(attempts, attempts);
+        format!(
+            "{inbox_text}status: done\ncreated_at: {c}\nassigned_at: {c}\nstarted_at: {}\ncompleted_at: {}\n\
+             result:\n  summary: done\n",
+            self.sec(start),
+            self.sec(end)
+        )
+    }
+
+    /// Intake: `task_received`, then `task_assigned` moving the inbox file to assigned/ with
+    /// the edits and task metadata `command::intake` records.
+    fn push_intake(&self, log: &mut LogWriter, inbox_text: &str, task: &Task) -> Res<()> {
+        let inbox = self.path("inbox");
+        let mut ev = Event::task("task_received", &self.id);
+        ev.agent = Some("bench".into());
+        ev.path = Some(inbox.clone());
+        log.push(ev, &self.ms(0))?;
+        let mut ev = move_event(
+            "task_assigned",
+            &self.id,
+            "new",
+            "assigned",
+            &inbox,
+            &self.path("assigned/bench"),
+            self.ino,
+        );
+        ev.src_crc = Some(crc32c::crc32c(inbox_text.as_bytes()));
+        ev.edits = edits(&[
+            ("status", json!("assigned")),
+            ("created_at", json!(self.sec(0))),
+            ("assigned_at", json!(self.sec(0))),
+        ]);
+        log.push(ev.with_data("task", task_meta(task)), &self.ms(0))
+    }
+
+    /// Attempt `a` of `attempts`: started + execution start + execution complete, then a
+    /// retry (exit 1) or, for the last, completed (exit 0).
+    fn push_attempt(&self, log: &mut LogWriter, a: u32, attempts: u32) -> Res<()> {
+        let (id, assigned) = (&self.id, self.path("assigned/bench"));
+        let (start, end) = attempt_window(a, attempts);
+        let ino = self.ino + 1;
+        let mut ev = move_event(
+            "task_started",
+            id,
+            "assigned",
+            "in_progress",
+            &assigned,
+            &assigned,
+            ino,
+        );
+        ev.attempt = Some(a);
+        ev.edits = edits(&[
+            ("status", json!("in_progress")),
+            ("started_at", json!(self.sec(start))),
+        ]);
+        log.push(ev, &self.ms(start))?;
+        let mut ev = Event::task("execution_start", id);
+        ev.agent = Some("bench".into());
+        ev.attempt = Some(a);
+        ev.pid = Some(40_000 + (self.i % 20_000) as u32);
+        ev.pid_start = Some(500_000 + self.i as u64);
+        log.push(ev, &self.ms(start))?;
+        let exit = i32::from(a < attempts);
+        let mut ev = Event::task("execution_complete", id);
+        ev.agent = Some("bench".into());
+        ev.attempt = Some(a);
+        ev.exit_code = Some(exit);
+        ev.duration_ms = Some((end - start) * 1000);
+        ev.log_paths = Some(
+            ["prompt.md", "stdout.log", "stderr.log"]
+                .iter()
+                .map(|f| format!("work/logs/{id}/{a}/{f}"))
+                .collect(),
+        );
+        log.push(ev, &self.ms(end))?;
+        if exit != 0 {
+            let mut ev = move_event(
+                "task_retry_scheduled",
+                id,
+                "in_progress",
+                "assigned",
+                &assigned,
+                &assigned,
+                ino,
+            );
+            ev.attempt = Some(a);
+            ev.exit_code = Some(exit);
+            ev.error = Some("the agent exited with code 1".into());
+            ev.edits = edits(&[("status", json!("assigned"))]);
+            return log.push(ev.with_data("retry_at", json!(self.sec(end + 1))), &self.ms(end));
+        }
+        let mut ev = move_event(
+            "task_completed",
+            id,
+            "in_progress",
+            "done",
+            &assigned,
+            &self.path("done/bench"),
+            ino,
+        );
+        ev.attempt = Some(a);
+        ev.edits = edits(&[
+            ("completed_at", json!(self.sec(end))),
+            ("result", json!({"summary": "done"})),
+            ("status", json!("done")),
+        ]);
+        log.push(ev, &self.ms(end))
+    }
+}
+
+/// Write `n` tasks and their log, shaped like the daemon's own: every task was received and
+/// assigned; most then failed once (or twice) and were done on the retry, each attempt
+/// started + execution start + execution complete, a retry in between, completed at the end
+/// (`attempts_of`); every tenth is still in `assigned/bench/`. The task metadata in the
+/// events comes from the library (`task_meta` of the parsed file), so a start-up finds
+/// nothing to record.
+fn generate_history(root: &Path, n: usize) -> Res<History> {
+    let (done, assigned_dir) = (collab(root, "done/bench"), collab(root, "assigned/bench"));
+    mkdirs(&[&done, &assigned_dir])?;
     let file = File::create(events_path(root)).map_err(io("cannot create the event log"))?;
     let mut log = LogWriter {
         out: BufWriter::with_capacity(1 << 20, file),
         seq: 0,
     };
     let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600); // 2026-01-01
+    let mut assigned = 0;
     for i in 0..n {
-        let id = format!("old-{i:06}");
-        let t = epoch + Duration::from_secs(i as u64 * 60);
-        let ms = |s: u64| clock::rfc3339_millis(t + Duration::from_secs(s));
-        let sec = |s: u64| clock::rfc3339_seconds(t + Duration::from_secs(s));
-        let inbox_text = task_text(&id, "bench", i);
-        let text = format!(
-            "{inbox_text}status: done\ncreated_at: {c}\nassigned_at: {c}\nstarted_at: {s}\ncompleted_at: {e}\n\
-             result:\n  summary: done\n",
-            c = sec(0),
-            s = sec(3),
-            e = sec(20),
-        );
-        let task = parse_mapping(&text)
-            .map_err(|r| r.reason)
-            .and_then(|doc| Task::from_doc(doc).map_err(|i| i.reason))?;
-        fs::write(done.join(format!("{id}.yaml")), &text).map_err(io(&id))?;
-        let inbox = format!("work/collaboration/inbox/{id}.yaml");
-        let assigned = format!("work/collaboration/assigned/bench/{id}.yaml");
-        let finished = format!("work/collaboration/done/bench/{id}.yaml");
-        let ino = 1_000_000 + i as u64;
-
-        let mut ev = Event::task("task_received", &id);
-        ev.agent = Some("bench".into());
-        ev.path = Some(inbox.clone());
-        log.push(ev, &ms(0))?;
-        let mut ev = move_event("task_assigned", &id, "new", "assigned", &inbox, &assigned, ino);
-        ev.src_crc = Some(crc32c::crc32c(inbox_text.as_bytes()));
-        ev.edits = edits(&[
-            ("status", json!("assigned")),
-            ("created_at", json!(sec(0))),
-            ("assigned_at", json!(sec(0))),
-        ]);
-        log.push(ev.with_data("task", task_meta(&task)), &ms(0))?;
-        for (attempt, start, end) in [(1u32, 0u64, 1u64), (2, 3, 20)] {
-            let mut ev = move_event(
-                "task_started",
-                &id,
-                "assigned",
-                "in_progress",
-                &assigned,
-                &assigned,
-                ino + 1,
-            );
-            ev.attempt = Some(attempt);
-            ev.edits = edits(&[
-                ("status", json!("in_progress")),
-                ("started_at", json!(sec(start))),
-            ]);
-            log.push(ev, &ms(start))?;
-            let mut ev = Event::task("execution_start", &id);
-            ev.agent = Some("bench".into());
-            ev.attempt = Some(attempt);
-            ev.pid = Some(40_000 + (i % 20_000) as u32);
-            ev.pid_start = Some(500_000 + i as u64);
-            log.push(ev, &ms(start))?;
-            let exit = i32::from(attempt == 1);
-            let mut ev = Event::task("execution_complete", &id);
-            ev.agent = Some("bench".into());
-            ev.attempt = Some(attempt);
-            ev.exit_code = Some(exit);
-            ev.duration_ms = Some((end - start) * 1000);
-            ev.log_paths = Some(
-                ["prompt.md", "stdout.log", "stderr.log"]
-                    .iter()
-                    .map(|f| format!("work/logs/{id}/{attempt}/{f}"))
-                    .collect(),
-            );
-            log.push(ev, &ms(end))?;
-            if exit != 0 {
-                let mut ev = move_event(
-                    "task_retry_scheduled",
-                    &id,
-                    "in_progress",
-                    "assigned",
-                    &assigned,
-                    &assigned,
-                    ino + 1,
-                );
-                ev.attempt = Some(attempt);
-                ev.exit_code = Some(exit);
-                ev.error = Some("the agent exited with code 1".into());
-                ev.edits = edits(&[("status", json!("assigned"))]);
-                log.push(ev.with_data("retry_at", json!(sec(2))), &ms(end))?;
-            } else {
-                let mut ev = move_event(
-                    "task_completed",
-                    &id,
-                    "in_progress",
-                    "done",
-                    &assigned,
-                    &finished,
-                    ino + 1,
-                );
-                ev.attempt = Some(attempt);
-                ev.edits = edits(&[
-                    ("completed_at", json!(sec(end))),
-                    ("result", json!({"summary": "done"})),
-                    ("status", json!("done")),
-                ]);
-                log.push(ev, &ms(end))?;
-            }
+        let g = GenTask {
+            id: format!("old-{i:06}"),
+            i,
+            t: epoch + Duration::from_secs(i as u64 * 60),
+            ino: 1_000_000 + i as u64,
+        };
+        let attempts = attempts_of(i);
+        let inbox_text = task_text(&g.id, "bench", i);
+        let text = g.file_text(&inbox_text, attempts);
+        let task = parse_task(&text)?;
+        let dir = if attempts == 0 {
+            assigned += 1;
+            &assigned_dir
+        } else {
+            &done
+        };
+        fs::write(dir.join(format!("{}.yaml", g.id)), &text).map_err(io(&g.id))?;
+        g.push_intake(&mut log, &inbox_text, &task)?;
+        for a in 1..=attempts {
+            g.push_attempt(&mut log, a, attempts)?;
         }
     }
     log.out.flush().map_err(io("cannot write the generated log"))?;
-    Ok(log.seq)
+    Ok(History {
+        events: log.seq,
+        assigned,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
