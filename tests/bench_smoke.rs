@@ -31,6 +31,11 @@ fn quick_bench_runs_and_prints_a_number_for_every_figure() {
         "growth, steady state",
         "idle cost: CPU",
         "idle cost: RSS",
+        "index rebuild",
+        "index rebuild vs SQLite insert",
+        "query status --json",
+        "query list --status assigned",
+        "query list --status assigned --json",
     ] {
         let row = stdout
             .lines()
