@@ -276,6 +276,7 @@ impl Daemon {
     fn on_hint(&mut self, hint: Hint) {
         match hint {
             Hint::Rescan => {
+                tracing::debug!("watcher asks for a full rescan (events were lost)");
                 self.need_full_scan = true;
                 self.need_intake = true;
             }
@@ -350,6 +351,7 @@ impl Daemon {
             let mut paths: Vec<String> = self.changed_paths.drain().collect();
             paths.sort();
             if paths.is_empty() {
+                tracing::debug!("full rescan: a file was still being written");
                 self.engine.full_scan()?;
             } else {
                 self.engine.check_paths(&paths)?;

@@ -176,8 +176,8 @@ impl Engine {
         if let Some(at) = self.not_settled(&rel, &meta) {
             return Ok(Some(at));
         }
-        let bytes = match fsops::read_task_file(&path, self.config.max_task_bytes) {
-            Ok((bytes, _)) => bytes,
+        let (bytes, fingerprint) = match fsops::read_task_file(&path, self.config.max_task_bytes) {
+            Ok(read) => read,
             Err(ReadRefusal::TooLarge { size, max }) => {
                 self.reject(&file, Refusal::new(
                     format!("the file is {size} bytes, over max_task_bytes ({max})"),
@@ -216,8 +216,13 @@ impl Engine {
         self.inbox_hints.remove(&rel);
         if doc.contains_key("command") {
             self.apply_command_file(&file, doc);
-        } else if let Err(refusal) = self.intake_task(&file, doc) {
-            self.reject(&file, refusal);
+        } else {
+            match self.intake_task(&file, doc) {
+                Ok(()) => {
+                    self.source_cache.insert(rel, (fingerprint, bytes));
+                }
+                Err(refusal) => self.reject(&file, refusal),
+            }
         }
         Ok(None)
     }

@@ -89,6 +89,9 @@ pub struct Engine {
     pub settle_pending: bool,
     /// Where committed batches go (the daemon's publisher); `None`: nowhere.
     pub sink: Option<Box<dyn CommitSink>>,
+    /// Task files read by intake in this round, by root-relative path: `perform` moves them
+    /// without reading them again when they are still that version. Emptied at each commit.
+    source_cache: HashMap<String, (crate::lifecycle::fsops::Fingerprint, Vec<u8>)>,
 }
 
 /// The paths an event's file operation touched and a line describing it.
@@ -140,6 +143,7 @@ impl Engine {
             audit: Vec::new(),
             stalled: Default::default(),
             sink: None,
+            source_cache: HashMap::new(),
         };
         let mut engine = engine;
         engine.load_fingerprints();
@@ -171,6 +175,7 @@ impl Engine {
             }
         }
         self.flush(&mut stage)?;
+        self.source_cache.clear();
         let n = batch.len();
         if let Some(sink) = self.sink.as_mut() {
             sink.committed(batch);

@@ -102,6 +102,17 @@ impl Stage {
     }
 }
 
+/// The bytes intake read from `src` in this round, if the file is still that version (one
+/// stat instead of reading it again); else the file as it is now.
+fn cached_or_read(cached: Option<(Fingerprint, Vec<u8>)>, src: &Path) -> std::io::Result<Vec<u8>> {
+    if let Some((fp, bytes)) = cached
+        && std::fs::symlink_metadata(src).is_ok_and(|m| Fingerprint::of(&m) == fp)
+    {
+        return Ok(bytes);
+    }
+    std::fs::read(src)
+}
+
 fn parent(p: &Path) -> PathBuf {
     p.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
@@ -122,7 +133,8 @@ impl Engine {
         }
         match (ev.op.as_deref(), &src, &dest) {
             (Some("move"), Some(src), Some(dest)) => {
-                let bytes = match std::fs::read(src) {
+                let cached = ev.src.as_deref().and_then(|rel| self.source_cache.remove(rel));
+                let bytes = match cached_or_read(cached, src) {
                     Ok(b) => b,
                     // Gone since the decision (deleted by a user): the next scan records it.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -139,7 +151,6 @@ impl Engine {
                             "both the source and a different destination exist; left both for a human");
                     }
                 } else {
-                    fsops::create_dir_all(&parent(dest))?;
                     let (tmp, fingerprint) = fsops::create_temp(dest, &new)?;
                     stage.temps.push(tmp.clone());
                     stage.renames.push((tmp, dest.clone()));
@@ -156,7 +167,6 @@ impl Engine {
                     "{}.reason.yaml",
                     dest.file_name().unwrap_or_default().to_string_lossy()
                 ));
-                fsops::create_dir_all(&parent(dest))?;
                 let (tmp, _) = fsops::create_temp(&sidecar, reason_text(ev).as_bytes())?;
                 stage.temps.push(tmp.clone());
                 stage.renames.push((tmp, sidecar));
@@ -166,7 +176,6 @@ impl Engine {
             }
             (Some("create"), _, Some(dest)) if !dest.exists() => {
                 let content = ev.data_str("content").unwrap_or_default();
-                fsops::create_dir_all(&parent(dest))?;
                 let (tmp, _) = fsops::create_temp(dest, content.as_bytes())?;
                 stage.temps.push(tmp.clone());
                 stage.renames.push((tmp, dest.clone()));

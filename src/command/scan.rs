@@ -120,6 +120,7 @@ impl Engine {
         // The folders must hold what the state says before they are compared with it.
         self.commit()?;
         let files = self.list_task_files();
+        tracing::debug!(files = files.len(), "full scan");
         let present: HashSet<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
         let missing: Vec<String> = self
             .state
@@ -143,24 +144,28 @@ impl Engine {
     /// Check specific paths reported by the watcher (files outside the inbox).
     pub fn check_paths(&mut self, paths: &[String]) -> Result<(), Fatal> {
         self.commit()?;
-        let mut deleted = Vec::new();
-        for rel in paths {
-            if fs::symlink_metadata(self.layout.abs(rel)).is_err()
-                && let Some(e) = self.state.at_path(rel)
-            {
-                deleted.push(e.id.clone());
-            }
-        }
+        let found: Vec<(&String, Option<Fingerprint>)> = paths
+            .iter()
+            .map(|rel| {
+                let meta = fs::symlink_metadata(self.layout.abs(rel));
+                (rel, meta.ok().map(|m| Fingerprint::of(&m)))
+            })
+            .collect();
+        let deleted: Vec<String> = found
+            .iter()
+            .filter(|(_, fp)| fp.is_none())
+            .filter_map(|(rel, _)| self.state.at_path(rel).map(|e| e.id.clone()))
+            .collect();
         for id in deleted {
             self.check_deleted(&id);
         }
-        for rel in paths {
+        for (rel, fp) in found {
             let name = rel.rsplit('/').next().unwrap_or_default();
             if layout::is_ignored_name(name) || !layout::is_yaml_name(name) || place_of(rel).is_none() {
                 continue;
             }
-            if let Ok(meta) = fs::symlink_metadata(self.layout.abs(rel)) {
-                self.check_file(rel, Some(Fingerprint::of(&meta)));
+            if fp.is_some() {
+                self.check_file(rel, fp);
             }
         }
         self.commit()?;

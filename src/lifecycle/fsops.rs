@@ -6,6 +6,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
@@ -38,7 +39,7 @@ pub fn ctx<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Fs
 pub struct Fingerprint {
     pub ino: u64,
     pub size: u64,
-    pub mtime_ns: i128,
+    pub mtime_ns: i64,
 }
 
 impl Fingerprint {
@@ -46,13 +47,12 @@ impl Fingerprint {
         Fingerprint {
             ino: meta.ino(),
             size: meta.size(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
         }
     }
 
     pub fn modified(&self) -> SystemTime {
-        let ns = self.mtime_ns.max(0) as u128;
-        SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(ns as u64)
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(self.mtime_ns.max(0) as u64)
     }
 }
 
@@ -69,14 +69,9 @@ pub enum ReadRefusal {
 /// Read a regular file of at most `max` bytes without following a symlink. The file type is
 /// checked on the opened descriptor, so a file swapped in between stat and open is still caught.
 pub fn read_task_file(path: &Path, max: u64) -> Result<(Vec<u8>, Fingerprint), ReadRefusal> {
+    // Special files are refused before they are opened: opening a device can have effects.
     let meta = fs::symlink_metadata(path).map_err(|e| ReadRefusal::Io(ctx("stat", path)(e)))?;
     refuse_special(&meta)?;
-    if meta.len() > max {
-        return Err(ReadRefusal::TooLarge {
-            size: meta.len(),
-            max,
-        });
-    }
     let mut file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -92,6 +87,12 @@ pub fn read_task_file(path: &Path, max: u64) -> Result<(Vec<u8>, Fingerprint), R
         .metadata()
         .map_err(|e| ReadRefusal::Io(ctx("stat", path)(e)))?;
     refuse_special(&meta)?;
+    if meta.len() > max {
+        return Err(ReadRefusal::TooLarge {
+            size: meta.len(),
+            max,
+        });
+    }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     Read::by_ref(&mut file)
         .take(max + 1)
@@ -133,23 +134,34 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A dot-name in `dir` that no other writer uses: never read by the daemon, cleaned at start.
 pub fn temp_path(dir: &Path) -> PathBuf {
+    static PID: OnceLock<u32> = OnceLock::new();
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!(".agentplane-{}-{n}.tmp", std::process::id()))
+    dir.join(format!(".agentplane-{}-{n}.tmp", PID.get_or_init(std::process::id)))
 }
 
 /// Write `bytes` to a temp file next to `dest`, not yet synced: the caller makes a batch of
 /// them durable at once (`sync_data_of`) before renaming them into place. The fingerprint is
 /// that of the content just written; a rename keeps it, so a later edit by someone else is
 /// always told apart from the daemon's own write.
+/// The directory is created when missing (an agent's first task, or one removed by hand).
 pub fn create_temp(dest: &Path, bytes: &[u8]) -> Result<(PathBuf, Fingerprint), FsError> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let tmp = temp_path(dir);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&tmp)
-        .map_err(ctx("create", &tmp))?;
+    let create = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)
+    };
+    let mut file = match create() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            create_dir_all(dir)?;
+            create()
+        }
+        other => other,
+    }
+    .map_err(ctx("create", &tmp))?;
     file.write_all(bytes).map_err(ctx("write", &tmp))?;
     let meta = file.metadata().map_err(ctx("stat", &tmp))?;
     Ok((tmp, Fingerprint::of(&meta)))

@@ -3,7 +3,7 @@
 //! (many events, one write, one fsync). Only the daemon holding the root lock appends.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::clock;
@@ -70,32 +70,50 @@ fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> Jou
 /// the valid prefix (what follows it is a torn last line).
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Event>, usize), JournalError> {
     let mut events = Vec::new();
-    let valid = scan(path, bytes, |ev| events.push(ev))?;
+    let valid = scan(path, bytes, |ev, _| events.push(ev))?;
     Ok((events, valid))
 }
 
-/// Verify the journal text line by line, handing each event to `each` in order without
-/// keeping them. Returns the byte length of the valid prefix.
-pub fn scan(path: &Path, bytes: &[u8], mut each: impl FnMut(Event)) -> Result<usize, JournalError> {
+/// Verify the journal text line by line, handing each event and the offset of its line to
+/// `each` in order without keeping them. Returns the byte length of the valid prefix.
+pub fn scan(path: &Path, bytes: &[u8], each: impl FnMut(Event, usize)) -> Result<usize, JournalError> {
+    scan_from(path, bytes, bytes.len(), each)
+}
+
+/// `scan` over a reader of `total` bytes, one line in memory at a time.
+fn scan_from(
+    path: &Path,
+    mut reader: impl BufRead,
+    total: usize,
+    mut each: impl FnMut(Event, usize),
+) -> Result<usize, JournalError> {
+    let mut line = Vec::with_capacity(1024);
     let mut offset = 0;
     let mut line_no = 0;
     let mut last_seq = 0;
-    while offset < bytes.len() {
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(io_err(path, "read the event log"))?;
+        if read == 0 {
+            break;
+        }
         line_no += 1;
-        let end = bytes[offset..].iter().position(|&b| b == b'\n');
-        let is_last = end.is_none_or(|e| offset + e + 1 == bytes.len());
-        let line_end = end.map_or(bytes.len(), |e| offset + e);
-        let decoded = std::str::from_utf8(&bytes[offset..line_end])
+        let newline = line.last() == Some(&b'\n');
+        let is_last = offset + read >= total;
+        let text = &line[..read - usize::from(newline)];
+        let decoded = std::str::from_utf8(text)
             .map_err(|_| event::DecodeError::Json("not UTF-8".into()))
             .and_then(event::decode);
         match decoded {
             // A line without its newline was cut short by a crash, even if it parses.
-            Ok(ev) if end.is_some() && ev.seq > last_seq => {
+            Ok(ev) if newline && ev.seq > last_seq => {
                 last_seq = ev.seq;
-                each(ev);
-                offset = line_end + 1;
+                each(ev, offset);
+                offset += read;
             }
-            Ok(ev) if end.is_some() => {
+            Ok(ev) if newline => {
                 return Err(JournalError::Corrupt {
                     path: path.to_path_buf(),
                     line: line_no,
@@ -126,21 +144,27 @@ impl Journal {
             .create(true)
             .open(path)
             .map_err(io_err(path, "open the event log"))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(io_err(path, "read the event log"))?;
-        let mut last_batch: Vec<Event> = Vec::new();
+        let total = file
+            .metadata()
+            .map_err(io_err(path, "stat the event log"))?
+            .len() as usize;
         let mut last_seq = 0;
-        let valid_len = scan(path, &bytes, |ev| {
+        // Where the last group commit starts; its events are decoded again below rather than
+        // kept, as a batch can be any size.
+        let (mut batch, mut batch_offset) = (None, 0);
+        let reader = BufReader::with_capacity(1 << 20, &file);
+        let valid_len = scan_from(path, reader, total, |ev, offset| {
             replay(&ev);
             last_seq = ev.seq;
-            if last_batch.first().is_some_and(|first| first.batch != ev.batch) {
-                last_batch.clear();
+            if batch != Some(ev.batch) {
+                (batch, batch_offset) = (Some(ev.batch), offset);
             }
-            last_batch.push(ev);
         })?;
-        let total = bytes.len();
-        drop(bytes);
+        let mut tail = vec![0; valid_len - batch_offset];
+        file.seek(SeekFrom::Start(batch_offset as u64))
+            .and_then(|_| file.read_exact(&mut tail))
+            .map_err(io_err(path, "read the event log"))?;
+        let (last_batch, _) = parse(path, &tail)?;
         let truncated_bytes = (total - valid_len) as u64;
         if truncated_bytes > 0 {
             file.set_len(valid_len as u64)
