@@ -223,6 +223,8 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
     d.engine.housekeeping(SystemTime::now());
     d.round().await?;
     d.engine.save_fingerprints();
+    // The replay of the log is over: give back what it used.
+    crate::memory::release();
     tracing::info!(
         tasks = d.engine.state.tasks.len(),
         seq = d.engine.last_seq(),

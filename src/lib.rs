@@ -16,6 +16,7 @@ pub mod event;
 pub mod init;
 pub mod layout;
 pub mod lifecycle;
+pub mod memory;
 pub mod publish;
 pub mod query;
 pub mod readmodel;

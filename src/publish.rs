@@ -269,7 +269,7 @@ fn open_index(db: &Path, log: &Path) -> Option<Index> {
         Ok((index, opened)) => {
             let ms = started.elapsed().as_millis() as u64;
             // A rebuild or a long catch-up peaks at tens of MB the daemon will not need again.
-            crate::readmodel::writer::release_memory();
+            crate::memory::release();
             match opened.rebuilt {
                 Some(why) => tracing::info!(seq = index.last_seq(), ms, "index rebuilt from the log ({why})"),
                 None => tracing::debug!(

@@ -86,9 +86,11 @@ pub fn task_meta(task: &Task) -> Value {
 
 #[derive(Default)]
 pub struct State {
-    pub tasks: HashMap<String, Entry>,
-    /// Task id by the root-relative path of its file.
-    by_path: HashMap<String, String>,
+    /// Boxed: a map of 100,000 tasks then holds pointers, not 100,000 entries plus its slack.
+    pub tasks: HashMap<String, Box<Entry>>,
+    /// Task id by the root-relative path of its file, for the few files not named after their
+    /// task (`<id>.yaml`): every other path names its task itself.
+    odd_paths: HashMap<String, String>,
     pub last_seq: u64,
 }
 
@@ -101,7 +103,7 @@ impl State {
         }
         if ev.event == "task_deleted" {
             if let Some(e) = self.tasks.remove(id) {
-                self.by_path.remove(&e.path);
+                self.odd_paths.remove(&e.path);
             }
             return;
         }
@@ -124,9 +126,12 @@ impl State {
                     .as_deref()
                     .and_then(Status::parse)
                     .unwrap_or(Status::Assigned);
+                if file_stem(path) != Some(id) {
+                    self.odd_paths.insert(path.clone(), id.to_string());
+                }
                 self.tasks.insert(
                     id.to_string(),
-                    Entry {
+                    Box::new(Entry {
                         id: id.to_string(),
                         agent: meta["agent"].as_str().unwrap_or_default().to_string(),
                         status,
@@ -151,9 +156,8 @@ impl State {
                         problem_crc: None,
                         fingerprint: None,
                         updated_at: ev.ts.clone(),
-                    },
+                    }),
                 );
-                self.by_path.insert(path.clone(), id.to_string());
                 self.tasks.get_mut(id).expect("just inserted")
             }
         };
@@ -180,8 +184,10 @@ impl State {
             && matches!(ev.op.as_deref(), Some("move" | "create"))
             && *path != entry.path
         {
-            self.by_path.remove(&entry.path);
-            self.by_path.insert(path.clone(), id.to_string());
+            self.odd_paths.remove(&entry.path);
+            if file_stem(path) != Some(id) {
+                self.odd_paths.insert(path.clone(), id.to_string());
+            }
             entry.path.clone_from(path);
         }
         if let Some(agent) = ev.agent.as_ref().filter(|_| ev.event == "task_reassigned") {
@@ -233,7 +239,11 @@ impl State {
 
     /// The task whose file is at this root-relative path.
     pub fn at_path(&self, path: &str) -> Option<&Entry> {
-        self.by_path.get(path).and_then(|id| self.tasks.get(id))
+        let id = match self.odd_paths.get(path) {
+            Some(id) => id.as_str(),
+            None => file_stem(path)?,
+        };
+        self.tasks.get(id).map(|e| &**e).filter(|e| e.path == path)
     }
 
     /// Ids of tasks that wait for `id` to finish.
@@ -244,6 +254,12 @@ impl State {
             .map(|e| e.id.clone())
             .collect()
     }
+}
+
+/// `t1` for `…/t1.yaml` or `…/t1.yml`.
+fn file_stem(path: &str) -> Option<&str> {
+    let name = path.rsplit('/').next()?;
+    name.strip_suffix(".yaml").or_else(|| name.strip_suffix(".yml"))
 }
 
 fn apply_meta(entry: &mut Entry, meta: &Value) {
@@ -267,4 +283,54 @@ fn apply_meta(entry: &mut Entry, meta: &Value) {
     }
     entry.timeout_s = meta["timeout_s"].as_u64();
     entry.max_attempts = meta["max_attempts"].as_u64().map(|n| n as u32);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn discovered(seq: u64, id: &str, path: &str) -> Event {
+        let mut ev = Event::task("task_discovered", id);
+        ev.seq = seq;
+        ev.path = Some(path.into());
+        ev.to = Some("assigned".into());
+        ev.with_data("task", json!({"agent": "a", "title": "T"}))
+    }
+
+    #[test]
+    fn files_are_found_by_path_whether_or_not_named_after_their_task() {
+        let mut state = State::default();
+        state.apply(&discovered(1, "t1", "work/collaboration/assigned/a/t1.yaml"));
+        state.apply(&discovered(2, "t2", "work/collaboration/assigned/a/other.yml"));
+        let at = |s: &State, p: &str| s.at_path(p).map(|e| e.id.clone());
+        assert_eq!(
+            at(&state, "work/collaboration/assigned/a/t1.yaml").as_deref(),
+            Some("t1")
+        );
+        assert_eq!(
+            at(&state, "work/collaboration/assigned/a/other.yml").as_deref(),
+            Some("t2")
+        );
+        // A second file named after a known task is not that task.
+        assert_eq!(at(&state, "work/collaboration/done/a/t1.yaml"), None);
+        assert_eq!(at(&state, "work/collaboration/assigned/a/t2.yaml"), None);
+
+        let mut moved = Event::task("task_completed", "t2");
+        moved.seq = 3;
+        moved.op = Some("move".into());
+        moved.to = Some("done".into());
+        moved.path = Some("work/collaboration/done/a/t2.yaml".into());
+        state.apply(&moved);
+        assert_eq!(at(&state, "work/collaboration/assigned/a/other.yml"), None);
+        assert_eq!(
+            at(&state, "work/collaboration/done/a/t2.yaml").as_deref(),
+            Some("t2")
+        );
+        assert!(state.odd_paths.is_empty(), "{:?}", state.odd_paths);
+
+        let mut deleted = Event::task("task_deleted", "t1");
+        deleted.seq = 4;
+        state.apply(&deleted);
+        assert_eq!(at(&state, "work/collaboration/assigned/a/t1.yaml"), None);
+    }
 }

@@ -136,7 +136,10 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 pub fn temp_path(dir: &Path) -> PathBuf {
     static PID: OnceLock<u32> = OnceLock::new();
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!(".agentplane-{}-{n}.tmp", PID.get_or_init(std::process::id)))
+    dir.join(format!(
+        ".agentplane-{}-{n}.tmp",
+        PID.get_or_init(std::process::id)
+    ))
 }
 
 /// Write `bytes` to a temp file next to `dest`, not yet synced: the caller makes a batch of

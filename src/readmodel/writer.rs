@@ -111,19 +111,9 @@ impl Writer {
         let large = files.status_body.len() > 1 << 20;
         drop(files);
         if large {
-            release_memory();
+            crate::memory::release();
         }
         started + MIN_INTERVAL.max(started.elapsed() * PACE)
-    }
-}
-
-/// Give the memory of a large rendering back to the system (glibc keeps freed heap
-/// otherwise, and an idle daemon would hold the peak of its last rewrite).
-pub(crate) fn release_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory to the system; it touches no live block.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

@@ -144,10 +144,7 @@ impl Journal {
             .create(true)
             .open(path)
             .map_err(io_err(path, "open the event log"))?;
-        let total = file
-            .metadata()
-            .map_err(io_err(path, "stat the event log"))?
-            .len() as usize;
+        let total = file.metadata().map_err(io_err(path, "stat the event log"))?.len() as usize;
         let mut last_seq = 0;
         // Where the last group commit starts; its events are decoded again below rather than
         // kept, as a batch can be any size.
