@@ -33,6 +33,8 @@ pub struct Config {
     pub max_task_bytes: u64,
     pub archive_after_days: u64,
     pub stall_after_s: u64,
+    /// The slow timer: a full rescan of the folders, archiving and stall checks.
+    pub rescan: Duration,
     pub interrupt: Duration,
     pub terminate: Duration,
     pub git_commit: GitCommit,
@@ -49,6 +51,7 @@ impl Default for Config {
             max_task_bytes: 1_048_576,
             archive_after_days: 30,
             stall_after_s: 7200,
+            rescan: Duration::from_secs(300),
             interrupt: Duration::from_secs(10),
             terminate: Duration::from_secs(5),
             git_commit: GitCommit::Auto,
@@ -90,6 +93,7 @@ impl Config {
                 "max_task_bytes" => c.max_task_bytes = uint(key, value)?.max(1),
                 "archive_after_days" => c.archive_after_days = uint(key, value)?,
                 "stall_after_s" => c.stall_after_s = uint(key, value)?,
+                "rescan_s" => c.rescan = Duration::from_secs(uint(key, value)?.max(1)),
                 "cancel" => {
                     for (k, v) in mapping(key, value)? {
                         match k.as_str() {
@@ -220,6 +224,7 @@ pub const TEMPLATE: &str = r#"# agentplane configuration. Every key is optional;
 # max_task_bytes: 1048576    # larger inbox files are rejected unread
 # archive_after_days: 30     # done/error tasks older than this move to archive/YYYY-MM/
 # stall_after_s: 7200        # an in_progress task without activity this long is reported
+# rescan_s: 300              # full rescan of the folders (a safety net under file watching)
 # cancel: { interrupt_s: 10, terminate_s: 5 }   # SIGINT, wait, SIGTERM, wait, SIGKILL
 # git: { commit: auto, author: "agentplane <agentplane@localhost>" }
 

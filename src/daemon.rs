@@ -21,9 +21,6 @@ use crate::publish::Publisher;
 use crate::service;
 use crate::watch::{self as fswatch, Hint};
 
-/// How often everything is rescanned even when the watcher is quiet.
-const FULL_RESCAN_EVERY: Duration = Duration::from_secs(30);
-
 pub enum Exit {
     Ok,
     /// Environment problem (lock held, unreadable config): exit 2.
@@ -128,6 +125,10 @@ fn clean_temp_files(engine: &Engine) {
     }
 }
 
+/// Events after which a round gives freed memory back (a trim costs a few ms; a round that
+/// committed this many took far longer).
+const RELEASE_AFTER_EVENTS: usize = 2_000;
+
 pub fn run(root: PathBuf, once: bool) -> Exit {
     // The watcher reports canonical paths; the root must be in the same form to match them.
     let root = std::fs::canonicalize(&root).unwrap_or(root);
@@ -224,6 +225,7 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
     d.round().await?;
     d.engine.save_fingerprints();
     // The replay of the log is over: give back what it used.
+    d.engine.committed_since_release = 0;
     crate::memory::release();
     tracing::info!(
         tasks = d.engine.state.tasks.len(),
@@ -236,7 +238,7 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
         d.engine.state.tasks.len()
     ));
 
-    let mut rescan = tokio::time::interval(FULL_RESCAN_EVERY);
+    let mut rescan = tokio::time::interval(d.engine.config.rescan);
     // A rescan that took long must not be followed by a burst of make-up rescans.
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     rescan.tick().await;
@@ -382,6 +384,11 @@ impl Daemon {
         }
         self.flush_audit();
         self.publish.update(&self.engine);
+        // After a burst (thousands of tasks dropped at once) glibc would keep its peak heap.
+        if self.engine.committed_since_release >= RELEASE_AFTER_EVENTS {
+            self.engine.committed_since_release = 0;
+            crate::memory::release();
+        }
         Ok(())
     }
 

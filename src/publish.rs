@@ -105,7 +105,7 @@ fn view(e: &Entry, message: Option<&String>) -> TaskView {
         status: e.status,
         priority: e.priority,
         path: e.path.clone(),
-        updated_at: e.updated_at.clone(),
+        updated_at: e.updated_at.map(crate::clock::rfc3339_millis).unwrap_or_default(),
         attempt: e.attempt,
         depends_on: e.depends_on.clone(),
         problem: e.problem.clone(),

@@ -124,3 +124,26 @@ fn old_terminal_tasks_are_archived_and_stalls_reported() {
     assert_eq!(stalls.len(), 1, "{stalls:?}");
     assert_eq!(stalls[0]["task_id"], "working");
 }
+
+#[test]
+fn the_slow_timer_runs_every_rescan_s() {
+    let root = Root::new("rescan_s: 1\nstall_after_s: 1\nagents:\n  human: {}\n");
+    let daemon = root.spawn_daemon(&[]);
+    root.drop_task("w.yaml", "id: w\nagent: human\ntitle: Worked on by hand\n");
+    let p = root.collab("assigned/human/w.yaml");
+    wait_for(30, "the task assigned", || p.exists());
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("status: assigned", "status: in_progress"),
+    )
+    .unwrap();
+    // Only the timer looks for stalls: no start, no file event after this edit.
+    wait_for(30, "the stall reported by the timer", || {
+        root.events()
+            .iter()
+            .any(|e| e["data"]["kind"] == "stalled" && e["task_id"] == "w")
+    });
+    assert!(stop_daemon(daemon).success());
+}

@@ -14,7 +14,8 @@ use crate::task::Status;
 
 /// Where an archived task goes: the month it reached its final state.
 pub fn archive_path(entry: &Entry) -> String {
-    let month = clock::parse_utc(&entry.updated_at)
+    let month = entry
+        .updated_at
         .map_or_else(|| clock::year_month(SystemTime::now()), clock::year_month);
     format!("work/collaboration/archive/{month}/{}.yaml", entry.id)
 }
@@ -35,7 +36,7 @@ impl Engine {
             .tasks
             .values()
             .filter(|e| e.status.is_terminal() && e.problem.is_none() && !e.in_fridge() && !e.in_archive())
-            .filter(|e| clock::parse_utc(&e.updated_at).is_some_and(|t| t < cutoff))
+            .filter(|e| e.updated_at.is_some_and(|t| t < cutoff))
             .cloned()
             .collect();
         for entry in old {
@@ -61,7 +62,7 @@ impl Engine {
 
     /// Last sign of life of an in-progress task: its task file, or its run's output.
     fn last_activity(&self, e: &Entry) -> Option<SystemTime> {
-        let mut times = vec![clock::parse_utc(&e.updated_at)];
+        let mut times = vec![e.updated_at];
         let mtime = |p: std::path::PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         times.push(mtime(self.layout.abs(&e.path)));
         if e.attempt > 0 {

@@ -48,7 +48,8 @@ pub struct Entry {
     pub problem_crc: Option<u32>,
     /// What the file looked like when the daemon last read or wrote it.
     pub fingerprint: Option<Fingerprint>,
-    pub updated_at: String,
+    /// Time of the task's last event (`None` only if the log's timestamp was unreadable).
+    pub updated_at: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -155,13 +156,13 @@ impl State {
                         problem: None,
                         problem_crc: None,
                         fingerprint: None,
-                        updated_at: ev.ts.clone(),
+                        updated_at: None,
                     }),
                 );
                 self.tasks.get_mut(id).expect("just inserted")
             }
         };
-        entry.updated_at.clone_from(&ev.ts);
+        entry.updated_at = clock::parse_utc(&ev.ts);
         if let Some(meta) = meta {
             apply_meta(entry, meta);
         }

@@ -189,7 +189,7 @@ fn projection_agrees_with_the_daemon_state() {
         assert_eq!(row.attempt, e.attempt);
         assert_eq!(row.depends_on, e.depends_on);
         assert_eq!(row.problem, e.problem);
-        assert_eq!(row.updated_at, e.updated_at);
+        assert_eq!(crate::clock::parse_utc(&row.updated_at), e.updated_at);
     }
     let attempts = reader.attempts("a").unwrap();
     assert_eq!(
