@@ -125,9 +125,11 @@ fn clean_temp_files(engine: &Engine) {
     }
 }
 
-/// Events after which a round gives freed memory back (a trim costs a few ms; a round that
-/// committed this many took far longer).
+/// After a burst of this many events, freed memory is given back once the daemon has been
+/// quiet for `RELEASE_WHEN_QUIET` (glibc would keep the burst's peak heap; trimming during
+/// the burst would only make the next round fault the pages in again).
 const RELEASE_AFTER_EVENTS: usize = 2_000;
+const RELEASE_WHEN_QUIET: Duration = Duration::from_secs(1);
 
 pub fn run(root: PathBuf, once: bool) -> Exit {
     // The watcher reports canonical paths; the root must be in the same form to match them.
@@ -261,6 +263,12 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
                 d.engine.save_fingerprints();
             }
             _ = watchdog_tick.tick(), if watchdog.is_some() => service::notify("WATCHDOG=1"),
+            _ = tokio::time::sleep(RELEASE_WHEN_QUIET),
+                if d.engine.committed_since_release >= RELEASE_AFTER_EVENTS =>
+            {
+                d.engine.committed_since_release = 0;
+                crate::memory::release();
+            }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }
@@ -384,11 +392,6 @@ impl Daemon {
         }
         self.flush_audit();
         self.publish.update(&self.engine);
-        // After a burst (thousands of tasks dropped at once) glibc would keep its peak heap.
-        if self.engine.committed_since_release >= RELEASE_AFTER_EVENTS {
-            self.engine.committed_since_release = 0;
-            crate::memory::release();
-        }
         Ok(())
     }
 
