@@ -69,7 +69,12 @@ impl Engine {
         let mut total = self.live_children.len() + self.launches.len();
         let mut ready = Vec::new();
         let mut to_block = Vec::new();
-        for e in self.state.tasks.values() {
+        for e in self
+            .state
+            .assigned
+            .iter()
+            .filter_map(|id| self.state.tasks.get(id))
+        {
             match gate(self, e, now) {
                 None => ready.push((e.priority, e.order, e.id.clone())),
                 Some(Gate::DependencyFailed(dep)) => to_block.push((e.id.clone(), dep)),
@@ -103,9 +108,10 @@ impl Engine {
     /// The earliest pending retry of a task that would run then, for the daemon's timer.
     pub fn next_retry(&self) -> Option<SystemTime> {
         self.state
-            .tasks
-            .values()
-            .filter(|e| e.status == Status::Assigned && e.running.is_none() && e.problem.is_none())
+            .assigned
+            .iter()
+            .filter_map(|id| self.state.tasks.get(id))
+            .filter(|e| e.running.is_none() && e.problem.is_none())
             .filter(|e| self.config.agent(&e.agent).is_some_and(|a| a.command.is_some()))
             .filter_map(|e| e.retry_at)
             .min()

@@ -2,7 +2,7 @@
 //! is the one function that turns an event into state, used both live (after the event is
 //! durable) and when replaying the log at start, so the two can never disagree.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
@@ -92,6 +92,8 @@ pub struct State {
     /// Task id by the root-relative path of its file, for the few files not named after their
     /// task (`<id>.yaml`): every other path names its task itself.
     odd_paths: HashMap<String, String>,
+    /// Ids of the tasks whose status is `assigned`: the only ones dispatch has to look at.
+    pub assigned: HashSet<String>,
     pub last_seq: u64,
 }
 
@@ -105,6 +107,7 @@ impl State {
         if ev.event == "task_deleted" {
             if let Some(e) = self.tasks.remove(id) {
                 self.odd_paths.remove(&e.path);
+                self.assigned.remove(id);
             }
             return;
         }
@@ -180,6 +183,13 @@ impl State {
         }
         if let Some(to) = ev.to.as_deref().and_then(Status::parse) {
             entry.status = to;
+        }
+        if entry.status == Status::Assigned {
+            if !self.assigned.contains(id) {
+                self.assigned.insert(id.to_string());
+            }
+        } else {
+            self.assigned.remove(id);
         }
         if let Some(path) = &ev.path
             && matches!(ev.op.as_deref(), Some("move" | "create"))
