@@ -122,13 +122,7 @@ fn editing_an_inconsistent_file_lets_the_daemon_place_it() {
     root.run_once_ok();
     assert!(root.exists("done/dev/mismatch.yaml"));
     // Someone edits it (not even the status): now it goes where its status says.
-    std::fs::write(
-        &p,
-        std::fs::read_to_string(&p)
-            .unwrap()
-            .replace("title: In done/ but assigned", "title: edited"),
-    )
-    .unwrap();
+    replace_in_file(&p, "title: In done/ but assigned", "title: edited");
     std::thread::sleep(std::time::Duration::from_millis(100));
     root.run_once_ok();
     assert!(!root.exists("done/dev/mismatch.yaml"), "{:?}", root.files());

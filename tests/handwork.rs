@@ -137,13 +137,7 @@ fn hand_edits_are_seen_with_a_relative_root() {
     wait_for(30, "assigned", || root.exists("assigned/reviewer/rel.yaml"));
     let path = root.collab("assigned/reviewer/rel.yaml");
     // Edited at once, while the daemon may still be finishing its own write.
-    std::fs::write(
-        &path,
-        std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("status: assigned", "status: in_progress"),
-    )
-    .unwrap();
+    replace_in_file(&path, "status: assigned", "status: in_progress");
     wait_for(30, "edit recorded", || {
         root.events()
             .iter()

@@ -105,13 +105,7 @@ fn old_terminal_tasks_are_archived_and_stalls_reported() {
     );
     assert!(root.events_named("task_discovered").len() <= 1);
     let p = root.collab("assigned/human/working.yaml");
-    std::fs::write(
-        &p,
-        std::fs::read_to_string(&p)
-            .unwrap()
-            .replace("status: assigned", "status: in_progress"),
-    )
-    .unwrap();
+    replace_in_file(&p, "status: assigned", "status: in_progress");
     std::thread::sleep(std::time::Duration::from_millis(100));
     root.run_once_ok();
     std::thread::sleep(std::time::Duration::from_millis(1200));
@@ -132,13 +126,7 @@ fn the_slow_timer_runs_every_rescan_s() {
     root.drop_task("w.yaml", "id: w\nagent: human\ntitle: Worked on by hand\n");
     let p = root.collab("assigned/human/w.yaml");
     wait_for(30, "the task assigned", || p.exists());
-    std::fs::write(
-        &p,
-        std::fs::read_to_string(&p)
-            .unwrap()
-            .replace("status: assigned", "status: in_progress"),
-    )
-    .unwrap();
+    replace_in_file(&p, "status: assigned", "status: in_progress");
     // Only the timer looks for stalls: no start, no file event after this edit.
     wait_for(30, "the stall reported by the timer", || {
         root.events()

@@ -188,6 +188,17 @@ pub fn yaml_field(text: &str, key: &str) -> Option<String> {
 }
 
 /// Poll until `cond` holds; panic with `what` after `secs`.
+/// Edit a file by hand the way a person would: read it, change one piece, write it back.
+pub fn replace_in_file(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.contains(from),
+        "{} does not contain {from:?}",
+        path.display()
+    );
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
 pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !cond() {
