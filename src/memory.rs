@@ -1,6 +1,17 @@
-//! Giving freed heap back to the system. glibc keeps what a burst freed (a start-up replay,
-//! a large rendering), so an idle daemon would otherwise hold the peak of its last burst.
-//! Touches no data of its own.
+//! Keeping the daemon's resident memory close to what it uses. glibc keeps what a burst
+//! freed (a start-up replay, a large rendering), and gives each thread that allocates its own
+//! arena, whose free pages stay resident too. Touches no data of its own.
+
+/// Let all threads share two malloc arenas instead of one per thread (glibc's default allows
+/// eight per core). Measured with 110,000 tasks: 25–35 MB less RSS, no change in intake
+/// throughput (docs/benchmarks.md). Call before any thread is started.
+pub fn limit_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
 
 /// Return free heap memory to the system (a no-op where the allocator cannot).
 pub fn release() {
