@@ -160,6 +160,8 @@ pub fn create_temp(dest: &Path, bytes: &[u8]) -> Result<(PathBuf, Fingerprint), 
     let mut file = match create() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             create_dir_all(dir)?;
+            // The new directory's own entry must survive a power loss like the file will.
+            fsync_dir(dir.parent().unwrap_or(Path::new(".")))?;
             create()
         }
         other => other,
@@ -275,5 +277,16 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(free_name(dir.path(), "x.yaml"), dir.path().join("x.yaml.1"));
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp files left");
+    }
+
+    #[test]
+    fn a_temp_file_creates_its_missing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("assigned/new-agent/t1.yaml");
+        let (tmp, fp) = create_temp(&dest, b"id: t1\n").unwrap();
+        assert_eq!(tmp.parent(), dest.parent());
+        rename(&tmp, &dest).unwrap();
+        let meta = fs::symlink_metadata(&dest).unwrap();
+        assert_eq!(Fingerprint::of(&meta), fp, "a rename keeps the fingerprint");
     }
 }
