@@ -134,6 +134,18 @@ fn task_files(root: &Root) -> BTreeMap<String, (String, String)> {
     out
 }
 
+/// id → (path, status) of a JSON task list (`list --json`, `status.json`), shaped like
+/// `task_files`.
+fn paths_and_statuses(tasks: &Value) -> BTreeMap<String, (String, String)> {
+    let text = |t: &Value, key: &str| t[key].as_str().unwrap().to_string();
+    tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (text(t, "id"), (text(t, "path"), text(t, "status"))))
+        .collect()
+}
+
 fn counts_of(files: &BTreeMap<String, (String, String)>) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for (_, status) in files.values() {
@@ -167,21 +179,7 @@ fn every_answer_agrees_with_the_files_and_the_log_and_changes_nothing() {
 
     // list: exactly the task files, with their status and path.
     let list = query_json(&root, &["list", "--json"]);
-    let listed: BTreeMap<String, (String, String)> = list["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["id"].as_str().unwrap().to_string(),
-                (
-                    t["path"].as_str().unwrap().to_string(),
-                    t["status"].as_str().unwrap().to_string(),
-                ),
-            )
-        })
-        .collect();
-    assert_eq!(listed, files);
+    assert_eq!(paths_and_statuses(&list["tasks"]), files);
     assert_eq!(list["last_seq"].as_u64().unwrap(), log_lines.len() as u64);
     // Filters.
     for status in ["done", "error", "blocked", "assigned"] {
@@ -240,21 +238,7 @@ fn every_answer_agrees_with_the_files_and_the_log_and_changes_nothing() {
     assert_eq!(nonzero(&status_json["counts"]), counts_of(&files));
     assert_eq!(status_json["last_seq"].as_u64().unwrap(), log_lines.len() as u64);
     assert_eq!(status_json["agents"], status["agents"]);
-    let model_tasks: BTreeMap<String, (String, String)> = status_json["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["id"].as_str().unwrap().to_string(),
-                (
-                    t["path"].as_str().unwrap().to_string(),
-                    t["status"].as_str().unwrap().to_string(),
-                ),
-            )
-        })
-        .collect();
-    assert_eq!(model_tasks, files);
+    assert_eq!(paths_and_statuses(&status_json["tasks"]), files);
 
     // events: the log, line for line; --task and --since filter it.
     let out = query(&root, &["events", "--json"]);

@@ -460,6 +460,15 @@ fn fmt_rate(r: f64) -> String {
     format!("{r:.0}/s")
 }
 
+/// How a rate compares with another, in the direction that reads: `1.6× slower`, `3.2× faster`.
+fn compared(rate: f64, other: f64) -> String {
+    if rate < other {
+        format!("{:.1}× slower", other / rate)
+    } else {
+        format!("{:.1}× faster", rate / other)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The daemon under test
 
@@ -791,6 +800,18 @@ impl Bench {
         });
     }
 
+    /// A row that compares a rate with a reference or a peer measured in the same run.
+    fn reference_row(&mut self, figure: &str, rate: f64, other: f64, other_what: &str) {
+        self.row(
+            figure,
+            "(reference)",
+            fmt_rate(rate),
+            format!("{} {other_what}", fmt_rate(other)),
+            compared(rate, other),
+            Verdict::Info,
+        );
+    }
+
     fn print_summary(&self) {
         println!();
         println!("| figure | target | measured | baseline (same run) | ratio | |");
@@ -879,24 +900,17 @@ impl Bench {
             format!("{slower:.1}× slower"),
             verdict(rate >= 5000.0 && slower <= 2.0 && !run.timed_out),
         );
-        self.row(
+        self.reference_row(
             "intake vs group commit",
-            "(reference)",
-            fmt_rate(rate),
-            format!(
-                "{} parse + log + rewrite, parallel fdatasync per batch",
-                fmt_rate(n as f64 / group)
-            ),
-            format!("{:.1}× slower", secs / group),
-            Verdict::Info,
+            rate,
+            n as f64 / group,
+            "parse + log + rewrite, parallel fdatasync per batch",
         );
-        self.row(
+        self.reference_row(
             "intake vs per-file fsync",
-            "(reference)",
-            fmt_rate(rate),
-            format!("{} durable move per file", fmt_rate(n as f64 / floor)),
-            format!("{:.1}×", secs / floor),
-            Verdict::Info,
+            rate,
+            n as f64 / floor,
+            "durable move per file",
         );
         Ok(())
     }
@@ -1050,7 +1064,7 @@ impl Bench {
             "≥ 300 tasks/s",
             format!("{} ({n} in {:.2} s)", fmt_rate(rate), run.secs),
             format!("{} bare spawn, 4 at a time", fmt_rate(n as f64 / floor)),
-            format!("{:.1}× slower", run.secs / floor),
+            compared(rate, n as f64 / floor),
             verdict(rate >= 300.0 && !run.timed_out),
         );
         let Some((client, server)) = self.pueue.clone() else {
@@ -1067,14 +1081,7 @@ impl Bench {
             ),
         );
         say("agentplane ÷ pueue (rate)", format!("{:.1}×", rate / prate));
-        self.row(
-            "end-to-end vs pueue",
-            "(peer)",
-            fmt_rate(rate),
-            format!("{} pueue, 4 parallel", fmt_rate(prate)),
-            format!("{:.1}× pueue's rate", rate / prate),
-            Verdict::Info,
-        );
+        self.reference_row("end-to-end vs pueue", rate, prate, "pueue, 4 parallel");
         Ok(())
     }
 
@@ -1387,7 +1394,7 @@ impl Bench {
                 "≤ 3 s",
                 format!("{secs:.2} s"),
                 format!("{base:.2} s log decode + stat"),
-                format!("{:.1}×", secs / base),
+                compared(1.0 / secs, 1.0 / base),
                 verdict(secs <= 3.0),
             );
             self.row(
@@ -1395,7 +1402,7 @@ impl Bench {
                 "(reference)",
                 format!("{first_secs:.2} s"),
                 format!("{base:.2} s log decode + stat"),
-                format!("{:.1}×", first_secs / base),
+                compared(1.0 / first_secs, 1.0 / base),
                 Verdict::Info,
             );
         }
@@ -1554,16 +1561,14 @@ impl Bench {
             "≥ 300,000 events/s",
             format!("{} ({n} in {secs:.2} s)", fmt_rate(rate)),
             format!("{} log read + verify + decode", fmt_rate(n as f64 / decode)),
-            format!("{:.1}× slower", secs / decode),
+            compared(rate, n as f64 / decode),
             verdict(rate >= 300_000.0),
         );
-        self.row(
+        self.reference_row(
             "index rebuild vs SQLite insert",
-            "(reference)",
-            fmt_rate(rate),
-            format!("{} rows inserted in one transaction", fmt_rate(n as f64 / insert)),
-            format!("{:.1}× slower", secs / insert),
-            Verdict::Info,
+            rate,
+            n as f64 / insert,
+            "rows inserted in one transaction",
         );
         Ok(())
     }

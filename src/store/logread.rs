@@ -86,11 +86,10 @@ fn decode_line(path: &Path, offset: u64, bytes: &[u8]) -> Result<Event, LogError
         })
 }
 
-/// Read the complete line starting at `start`, if there is one (without its newline).
-fn line_at(file: &File, path: &Path, start: u64, len: u64) -> Result<Option<Vec<u8>>, LogError> {
-    let mut out = Vec::new();
-    let mut pos = start;
-    let mut chunk = vec![0u8; 4096];
+/// Offset of the first newline at or after `from`, if the first `len` bytes have one.
+fn newline_from(file: &File, path: &Path, from: u64, len: u64) -> Result<Option<u64>, LogError> {
+    let mut pos = from;
+    let mut chunk = vec![0u8; 64 * 1024];
     while pos < len {
         let want = chunk.len().min((len - pos) as usize);
         let n = file
@@ -100,16 +99,22 @@ fn line_at(file: &File, path: &Path, start: u64, len: u64) -> Result<Option<Vec<
             break;
         }
         if let Some(nl) = chunk[..n].iter().position(|&b| b == b'\n') {
-            out.extend_from_slice(&chunk[..nl]);
-            return Ok(Some(out));
+            return Ok(Some(pos + nl as u64));
         }
-        out.extend_from_slice(&chunk[..n]);
         pos += n as u64;
-        if chunk.len() < 1 << 20 {
-            chunk.resize(chunk.len() * 2, 0);
-        }
     }
     Ok(None)
+}
+
+/// Read the complete line starting at `start`, if there is one (without its newline).
+fn line_at(file: &File, path: &Path, start: u64, len: u64) -> Result<Option<Vec<u8>>, LogError> {
+    let Some(end) = newline_from(file, path, start, len)? else {
+        return Ok(None);
+    };
+    let mut line = vec![0u8; (end - start) as usize];
+    file.read_exact_at(&mut line, start)
+        .map_err(io_err(path, "read the event log"))?;
+    Ok(Some(line))
 }
 
 /// The start of the first line at or after `off`.
@@ -117,22 +122,7 @@ fn next_line_start(file: &File, path: &Path, off: u64, len: u64) -> Result<u64, 
     if off == 0 {
         return Ok(0);
     }
-    let mut pos = off - 1;
-    let mut chunk = [0u8; 4096];
-    while pos < len {
-        let want = chunk.len().min((len - pos) as usize);
-        let n = file
-            .read_at(&mut chunk[..want], pos)
-            .map_err(io_err(path, "read the event log"))?;
-        if n == 0 {
-            break;
-        }
-        if let Some(nl) = chunk[..n].iter().position(|&b| b == b'\n') {
-            return Ok(pos + nl as u64 + 1);
-        }
-        pos += n as u64;
-    }
-    Ok(len)
+    Ok(newline_from(file, path, off - 1, len)?.map_or(len, |nl| nl + 1))
 }
 
 /// Seq of the complete line at `start`; `None` past the last complete line.
