@@ -101,13 +101,16 @@ pub fn ensure_folders(layout: &Layout) -> Result<(), fsops::FsError> {
     Ok(())
 }
 
-/// Remove temp files a crash left behind in the task folders (they are never read).
+/// Remove temp files a crash left behind (they are never read): in the task folders, the
+/// state directory (fingerprint cache) and `work/status/` (read models).
 fn clean_temp_files(engine: &Engine) {
     let collab = engine.layout.collab();
     let mut dirs = vec![
         collab.join("inbox"),
         collab.join("rejected"),
         collab.join("fridge"),
+        engine.layout.state_dir(),
+        engine.layout.status_dir(),
     ];
     for top in ["assigned", "done", "error", "archive"] {
         if let Ok(rd) = std::fs::read_dir(collab.join(top)) {

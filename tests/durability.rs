@@ -290,3 +290,28 @@ fn readiness_is_reported_to_systemd() {
     assert_eq!(&buf[..n], b"STOPPING=1");
     assert!(daemon.wait().unwrap().success());
 }
+
+#[test]
+fn temp_files_left_by_a_crash_are_removed_at_start() {
+    let root = Root::new("agents:\n  human: {}\n");
+    let leftovers = [
+        "work/collaboration/inbox/.agentplane-4242-1.tmp",
+        "work/collaboration/assigned/human/.agentplane-4242-2.tmp",
+        "work/.agentplane/.agentplane-4242-3.tmp",
+        "work/status/.agentplane-4242-4.tmp",
+    ];
+    for rel in leftovers {
+        let p = root.p(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, "half a file").unwrap();
+    }
+    root.run_once_ok();
+    for rel in leftovers {
+        assert!(!root.p(rel).exists(), "{rel} is still there");
+    }
+    assert!(
+        root.events_named("task_rejected").is_empty(),
+        "{:#?}",
+        root.events()
+    );
+}
