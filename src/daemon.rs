@@ -131,7 +131,7 @@ fn clean_temp_files(engine: &Engine) {
 /// After a burst of this many events, freed memory is given back once the daemon has been
 /// quiet for `RELEASE_WHEN_QUIET` (glibc would keep the burst's peak heap; trimming during
 /// the burst would only make the next round fault the pages in again).
-const RELEASE_AFTER_EVENTS: usize = 2_000;
+const RELEASE_AFTER_EVENTS: u64 = 2_000;
 const RELEASE_WHEN_QUIET: Duration = Duration::from_secs(1);
 
 pub fn run(root: PathBuf, once: bool) -> Exit {
@@ -231,8 +231,8 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
     d.round().await?;
     d.engine.save_fingerprints();
     // The replay of the log is over: give back what it used.
-    d.engine.committed_since_release = 0;
     crate::memory::release();
+    let mut released_at_seq = d.engine.last_seq();
     tracing::info!(
         tasks = d.engine.state.tasks.len(),
         seq = d.engine.last_seq(),
@@ -268,9 +268,9 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
             }
             _ = watchdog_tick.tick(), if watchdog.is_some() => service::notify("WATCHDOG=1"),
             _ = tokio::time::sleep(RELEASE_WHEN_QUIET),
-                if d.engine.committed_since_release >= RELEASE_AFTER_EVENTS =>
+                if d.engine.last_seq() - released_at_seq >= RELEASE_AFTER_EVENTS =>
             {
-                d.engine.committed_since_release = 0;
+                released_at_seq = d.engine.last_seq();
                 crate::memory::release();
             }
             _ = sigterm.recv() => break,

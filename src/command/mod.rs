@@ -92,8 +92,6 @@ pub struct Engine {
     /// Task files read by intake in this round, by root-relative path: `perform` moves them
     /// without reading them again when they are still that version. Emptied at each commit.
     source_cache: HashMap<String, (crate::lifecycle::fsops::Fingerprint, Vec<u8>)>,
-    /// Events committed since freed memory was last given back (see `daemon::round`).
-    pub committed_since_release: usize,
 }
 
 /// The paths an event's file operation touched and a line describing it.
@@ -146,7 +144,6 @@ impl Engine {
             stalled: Default::default(),
             sink: None,
             source_cache: HashMap::new(),
-            committed_since_release: 0,
         };
         let mut engine = engine;
         engine.load_fingerprints();
@@ -180,7 +177,6 @@ impl Engine {
         self.flush(&mut stage)?;
         self.source_cache.clear();
         let n = batch.len();
-        self.committed_since_release += n;
         if let Some(sink) = self.sink.as_mut() {
             sink.committed(batch);
         }
