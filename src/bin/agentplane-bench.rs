@@ -460,6 +460,11 @@ fn fmt_rate(r: f64) -> String {
     format!("{r:.0}/s")
 }
 
+/// `what: 1.230 s = 8130/s` for `n` items done in `secs`.
+fn rate_line(what: &str, n: usize, secs: f64) -> String {
+    format!("{what}: {secs:.3} s = {}", fmt_rate(n as f64 / secs))
+}
+
 /// How a rate compares with another, in the direction that reads: `1.6× slower`, `3.2× faster`.
 fn compared(rate: f64, other: f64) -> String {
     if rate < other {
@@ -866,26 +871,25 @@ impl Bench {
         let base = self.intake_baseline(n)?;
         say(
             "baseline",
-            format!(
-                "parse + rename + batched fsync (log, both dirs, per {BATCH}): {base:.3} s = {}",
-                fmt_rate(n as f64 / base)
+            rate_line(
+                &format!("parse + rename + batched fsync (log, both dirs, per {BATCH})"),
+                n,
+                base,
             ),
         );
         let group = self.group_commit_reference(n)?;
         say(
             "reference: group commit",
-            format!(
-                "parse + log + rewrite, {SYNC_THREADS} threads fdatasync, dir fsyncs per {BATCH}: {group:.2} s = {}",
-                fmt_rate(n as f64 / group)
+            rate_line(
+                &format!("parse + log + rewrite, {SYNC_THREADS} threads fdatasync, dir fsyncs per {BATCH}"),
+                n,
+                group,
             ),
         );
         let floor = self.per_file_reference(n)?;
         say(
             "reference: per-file fsync",
-            format!(
-                "the daemon's per-move protocol, no parse: {floor:.2} s = {}",
-                fmt_rate(n as f64 / floor)
-            ),
+            rate_line("the daemon's per-move protocol, no parse", n, floor),
         );
         self.intake_empty()?;
         let run = self.empty_intake.as_ref().expect("just measured");
@@ -1030,9 +1034,10 @@ impl Bench {
         let floor = spawn_floor(n)?;
         say(
             "baseline",
-            format!(
-                "{n} × `true` spawned and reaped by this program, 4 at a time: {floor:.2} s = {}",
-                fmt_rate(n as f64 / floor)
+            rate_line(
+                &format!("{n} × `true` spawned and reaped by this program, 4 at a time"),
+                n,
+                floor,
             ),
         );
         let root = self.root("e2e");
@@ -1533,18 +1538,13 @@ impl Bench {
             ));
         }
         let (secs, rate) = (ms / 1e3, n as f64 / (ms / 1e3));
-        say(
-            "baseline",
-            format!(
-                "read + verify + decode the log: {decode:.2} s = {}",
-                fmt_rate(n as f64 / decode)
-            ),
-        );
+        say("baseline", rate_line("read + verify + decode the log", n, decode));
         say(
             "reference: SQLite insert",
-            format!(
-                "{n} rows, one prepared statement, one transaction: {insert:.2} s = {}",
-                fmt_rate(n as f64 / insert)
+            rate_line(
+                &format!("{n} rows, one prepared statement, one transaction"),
+                n,
+                insert,
             ),
         );
         say(
