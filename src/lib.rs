@@ -6,6 +6,7 @@
 
 pub mod adapter;
 pub mod audit;
+pub mod card;
 pub mod cli;
 pub mod clock;
 pub mod command;

@@ -99,17 +99,8 @@ impl CommitSink for Sink {
 
 fn view(e: &Entry, message: Option<&String>) -> TaskView {
     TaskView {
-        id: e.id.clone(),
-        title: e.title.clone(),
-        agent: e.agent.clone(),
-        status: e.status,
-        priority: e.priority,
-        path: e.path.clone(),
-        updated_at: e.updated_at.map(crate::clock::rfc3339_millis).unwrap_or_default(),
-        attempt: e.attempt,
-        depends_on: e.depends_on.clone(),
-        problem: e.problem.clone(),
-        problem_message: e.problem.as_ref().and(message.cloned()),
+        card: Arc::clone(&e.card),
+        problem_message: e.problem().and(message.cloned()),
     }
 }
 
@@ -187,7 +178,7 @@ impl Publisher {
                 .state
                 .tasks
                 .values()
-                .map(|e| view(e, p.problem_messages.get(&e.id)))
+                .map(|e| view(e, p.problem_messages.get(&*e.id)))
                 .collect(),
             file_problems: Some(self.sent_problems.clone()),
             events: p.events.into(),
@@ -230,7 +221,7 @@ impl Publisher {
             ..Update::default()
         };
         for id in p.dirty {
-            match engine.state.tasks.get(&id) {
+            match engine.state.tasks.get(id.as_str()) {
                 Some(e) => update.upserts.push(view(e, p.problem_messages.get(&id))),
                 None => update.removed.push(id),
             }

@@ -48,8 +48,8 @@ impl Engine {
             && ev.src.is_none()
             && let Some(entry) = ev.task_id.as_deref().and_then(|id| self.state.tasks.get(id))
         {
-            (ev.src_ino, ev.src_crc) = self.identity(&entry.path);
-            ev.src = Some(entry.path.clone());
+            (ev.src_ino, ev.src_crc) = self.identity(&entry.path());
+            ev.src = Some(entry.path());
         }
         ev
     }
@@ -78,7 +78,7 @@ impl Engine {
         let id = text("task")
             .ok_or_else(|| Refusal::new("the command names no `task`", "add `task: <task id>`"))?;
         let reason = text("reason");
-        let Some(entry) = self.state.tasks.get(&id).cloned() else {
+        let Some(entry) = self.state.tasks.get(id.as_str()).cloned() else {
             return Err(Refusal::new(
                 format!("unknown task `{id}`"),
                 "check the id with `agentplane list`",
@@ -98,20 +98,20 @@ impl Engine {
         if entry.in_archive() {
             return refuse(format!("task `{id}` is archived"));
         }
-        if entry.problem.is_some() {
+        if entry.problem().is_some() {
             return refuse(format!(
                 "task `{id}` has an inconsistent file ({}); fix the file first",
-                entry.problem.clone().unwrap_or_default()
+                entry.problem().unwrap_or_default()
             ));
         }
         let now = clock::rfc3339_seconds(SystemTime::now());
-        let running = entry.running.is_some();
+        let running = entry.running().is_some();
         let mut ev = Event::task("", &id);
-        ev.agent = Some(entry.agent.clone());
+        ev.agent = Some(entry.agent.to_string());
         match name.as_str() {
             "cancel" => {
                 if running {
-                    if entry.cancel_requested.is_some() {
+                    if entry.cancel_requested().is_some() {
                         return refuse(format!("task `{id}` is already being cancelled"));
                     }
                     ev.event = "cancel_requested".into();
@@ -174,7 +174,7 @@ impl Engine {
                         if running { "running".into() } else { state_word }
                     ));
                 }
-                if agent == entry.agent {
+                if *agent == *entry.agent {
                     return refuse(format!("task `{id}` is already assigned to `{agent}`"));
                 }
                 ev.event = "task_reassigned".into();
@@ -204,15 +204,15 @@ impl Engine {
                 let mut edits = Map::new();
                 edits.insert("priority".into(), json!(p.as_str()));
                 ev.op = Some("move".into());
-                ev.path = Some(entry.path.clone());
+                ev.path = Some(entry.path());
                 ev.edits = Some(edits);
                 let mut meta = json!({"priority": p.as_str()});
                 meta["agent"] = json!(entry.agent);
-                meta["depends_on"] = json!(entry.depends_on);
+                meta["depends_on"] = json!(entry.depends_on());
                 meta["approval_required"] = json!(entry.approval_required);
                 meta["title"] = json!(entry.title);
-                meta["timeout_s"] = json!(entry.timeout_s);
-                meta["max_attempts"] = json!(entry.max_attempts);
+                meta["timeout_s"] = json!(entry.timeout_s());
+                meta["max_attempts"] = json!(entry.max_attempts());
                 return Ok(ev.with_data("task", meta));
             }
             "freeze" => {
@@ -267,10 +267,10 @@ impl Engine {
         ev.from = Some(entry.status.as_str().into());
         ev.to = Some(to.as_str().into());
         ev.op = Some("move".into());
-        ev.src = Some(entry.path.clone());
-        (ev.src_ino, ev.src_crc) = self.identity(&entry.path);
+        ev.src = Some(entry.path());
+        (ev.src_ino, ev.src_crc) = self.identity(&entry.path());
         ev.path = Some(if entry.in_fridge() {
-            entry.path.clone()
+            entry.path()
         } else {
             Layout::task_path(to, &entry.agent, &entry.id)
         });

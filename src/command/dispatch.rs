@@ -16,10 +16,10 @@ use crate::task::Status;
 
 /// Why an assigned task is not started, or `None` if it may start.
 fn gate(engine: &Engine, e: &Entry, now: SystemTime) -> Option<Gate> {
-    if e.status != Status::Assigned || e.problem.is_some() || e.in_fridge() || e.in_archive() {
+    if e.status != Status::Assigned || e.problem().is_some() || e.in_fridge() || e.in_archive() {
         return Some(Gate::NotQueued);
     }
-    if e.running.is_some() || engine.live_children.contains_key(&e.id) {
+    if e.running().is_some() || engine.live_children.contains_key(&*e.id) {
         return Some(Gate::NotQueued);
     }
     if engine
@@ -30,8 +30,8 @@ fn gate(engine: &Engine, e: &Entry, now: SystemTime) -> Option<Gate> {
     {
         return Some(Gate::NotQueued);
     }
-    for dep in &e.depends_on {
-        match engine.state.tasks.get(dep).map(|d| d.status) {
+    for dep in e.depends_on() {
+        match engine.state.tasks.get(dep.as_str()).map(|d| d.status) {
             Some(Status::Done) => {}
             Some(Status::Error) => return Some(Gate::DependencyFailed(dep.clone())),
             _ => return Some(Gate::Waiting),
@@ -40,7 +40,7 @@ fn gate(engine: &Engine, e: &Entry, now: SystemTime) -> Option<Gate> {
     if e.approval_required && !e.approved {
         return Some(Gate::Waiting);
     }
-    if e.retry_at.is_some_and(|t| t > now) {
+    if e.retry_at().is_some_and(|t| t > now) {
         return Some(Gate::Waiting);
     }
     None
@@ -62,8 +62,8 @@ impl Engine {
         let now = SystemTime::now();
         let mut per_agent: HashMap<String, usize> = HashMap::new();
         for id in self.live_children.keys() {
-            if let Some(e) = self.state.tasks.get(id) {
-                *per_agent.entry(e.agent.clone()).or_default() += 1;
+            if let Some(e) = self.state.tasks.get(&**id) {
+                *per_agent.entry(e.agent.to_string()).or_default() += 1;
             }
         }
         let mut total = self.live_children.len() + self.launches.len();
@@ -76,8 +76,8 @@ impl Engine {
             .filter_map(|id| self.state.tasks.get(id))
         {
             match gate(self, e, now) {
-                None => ready.push((e.priority, e.order, e.id.clone())),
-                Some(Gate::DependencyFailed(dep)) => to_block.push((e.id.clone(), dep)),
+                None => ready.push((e.priority, e.order, e.id.to_string())),
+                Some(Gate::DependencyFailed(dep)) => to_block.push((e.id.to_string(), dep)),
                 Some(_) => {}
             }
         }
@@ -89,13 +89,13 @@ impl Engine {
             if total >= self.config.max_concurrent {
                 break;
             }
-            let entry = &self.state.tasks[&id];
+            let entry = &self.state.tasks[id.as_str()];
             let limit = self
                 .config
                 .agent(&entry.agent)
                 .and_then(|a| a.max_concurrent)
                 .unwrap_or(usize::MAX);
-            let used = per_agent.entry(entry.agent.clone()).or_default();
+            let used = per_agent.entry(entry.agent.to_string()).or_default();
             if *used >= limit {
                 continue;
             }
@@ -111,9 +111,9 @@ impl Engine {
             .assigned
             .iter()
             .filter_map(|id| self.state.tasks.get(id))
-            .filter(|e| e.running.is_none() && e.problem.is_none())
+            .filter(|e| e.running().is_none() && e.problem().is_none())
             .filter(|e| self.config.agent(&e.agent).is_some_and(|a| a.command.is_some()))
-            .filter_map(|e| e.retry_at)
+            .filter_map(|e| e.retry_at())
             .min()
     }
 
@@ -127,7 +127,7 @@ impl Engine {
             json!(clock::rfc3339_seconds(SystemTime::now())),
         );
         let mut ev = Event::task("task_started", id);
-        ev.agent = Some(entry.agent.clone());
+        ev.agent = Some(entry.agent.to_string());
         ev.attempt = Some(attempt);
         self.transition(&mut ev, &entry, Status::InProgress, edits);
         self.emit(ev);
@@ -147,7 +147,7 @@ impl Engine {
         let mut edits = Map::new();
         edits.insert("blocked_reason".into(), json!(reason));
         let mut ev = Event::task("task_blocked", id);
-        ev.agent = Some(entry.agent.clone());
+        ev.agent = Some(entry.agent.to_string());
         ev.error = Some(reason);
         self.transition(&mut ev, &entry, Status::Blocked, edits);
         self.emit(ev.with_data("dependency", json!(dep)));
@@ -163,7 +163,7 @@ impl Engine {
     /// After `id` was retried: tasks the daemon blocked for it wait normally again.
     pub(super) fn unblock_dependents(&mut self, id: &str) {
         for dependent in self.state.dependents(id) {
-            let entry = self.state.tasks[&dependent].clone();
+            let entry = self.state.tasks[dependent.as_str()].clone();
             if entry.status != Status::Blocked || !entry.blocked_by_dependency {
                 continue;
             }
@@ -174,7 +174,7 @@ impl Engine {
                 json!(clock::rfc3339_seconds(SystemTime::now())),
             );
             let mut ev = Event::task("task_unblocked", &dependent);
-            ev.agent = Some(entry.agent.clone());
+            ev.agent = Some(entry.agent.to_string());
             self.transition(&mut ev, &entry, Status::Assigned, edits);
             self.emit(ev.with_data("dependency", json!(id)));
         }

@@ -31,10 +31,10 @@ impl Engine {
             let (Ok(ino), Ok(size), Ok(mtime_ns)) = (ino.parse(), size.parse(), mtime.parse()) else {
                 return;
             };
-            let Some(id) = self.state.at_path(path).map(|e| e.id.clone()) else {
+            let Some(id) = self.state.at_path(path).map(|e| e.id.to_string()) else {
                 continue;
             };
-            if let Some(entry) = self.state.tasks.get_mut(&id) {
+            if let Some(entry) = self.state.tasks.get_mut(id.as_str()) {
                 entry.fingerprint = Some(Fingerprint { ino, size, mtime_ns });
             }
         }
@@ -47,7 +47,7 @@ impl Engine {
         text.push('\n');
         for e in self.state.tasks.values() {
             if let Some(fp) = e.fingerprint {
-                let _ = writeln!(text, "{} {} {} {}", fp.ino, fp.size, fp.mtime_ns, e.path);
+                let _ = writeln!(text, "{} {} {} {}", fp.ino, fp.size, fp.mtime_ns, e.path());
             }
         }
         let dest = self.layout.state_dir().join(FILE);

@@ -35,7 +35,7 @@ impl Engine {
             .state
             .tasks
             .values()
-            .filter(|e| e.status.is_terminal() && e.problem.is_none() && !e.in_fridge() && !e.in_archive())
+            .filter(|e| e.status.is_terminal() && e.problem().is_none() && !e.in_fridge() && !e.in_archive())
             .filter(|e| e.updated_at.is_some_and(|t| t < cutoff))
             .cloned()
             .collect();
@@ -45,10 +45,10 @@ impl Engine {
                 continue;
             }
             let mut ev = Event::task("task_archived", &entry.id);
-            ev.agent = Some(entry.agent.clone());
+            ev.agent = Some(entry.agent.to_string());
             ev.op = Some("move".into());
-            ev.src = Some(entry.path.clone());
-            (ev.src_ino, ev.src_crc) = self.identity(&entry.path);
+            ev.src = Some(entry.path());
+            (ev.src_ino, ev.src_crc) = self.identity(&entry.path());
             ev.path = Some(dest);
             self.emit(ev.with_data(
                 "reason",
@@ -64,7 +64,7 @@ impl Engine {
     fn last_activity(&self, e: &Entry) -> Option<SystemTime> {
         let mut times = vec![e.updated_at];
         let mtime = |p: std::path::PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        times.push(mtime(self.layout.abs(&e.path)));
+        times.push(mtime(self.layout.abs(&e.path())));
         if e.attempt > 0 {
             let dir = self.layout.log_dir(&e.id, e.attempt);
             times.push(mtime(dir.join("stdout.log")));
@@ -90,9 +90,9 @@ impl Engine {
                 .and_then(|t| now.duration_since(t).ok())
                 .unwrap_or_default();
             if idle >= limit {
-                stalled.push((e.id.clone(), e.path.clone(), idle));
+                stalled.push((e.id.to_string(), e.path(), idle));
             } else {
-                self.stalled.remove(&e.id);
+                self.stalled.remove(&*e.id);
             }
         }
         for (id, path, idle) in stalled {

@@ -274,11 +274,11 @@ impl Engine {
         let now = SystemTime::now();
         let id = match &task.id {
             Some(id) => {
-                if let Some(existing) = self.state.tasks.get(id) {
+                if let Some(existing) = self.state.tasks.get(id.as_str()) {
                     return Err(Refusal::new(
                         format!(
                             "duplicate id `{id}`: a task with this id already exists at {}",
-                            existing.path
+                            existing.path()
                         ),
                         "give the task a new id, or remove the id line to have one generated",
                     ));

@@ -214,7 +214,7 @@ impl Engine {
             fsops::fsync_dir(dir)?;
         }
         for (id, fingerprint) in stage.written {
-            if let Some(entry) = self.state.tasks.get_mut(&id) {
+            if let Some(entry) = self.state.tasks.get_mut(id.as_str()) {
                 entry.fingerprint = Some(fingerprint);
             }
         }
@@ -264,11 +264,11 @@ impl Engine {
             .state
             .tasks
             .values()
-            .filter(|e| e.running.is_some() && e.status == Status::InProgress)
-            .map(|e| e.id.clone())
+            .filter(|e| e.running().is_some() && e.status == Status::InProgress)
+            .map(|e| e.id.to_string())
             .collect();
         for id in interrupted {
-            if let Some(run) = self.state.tasks[&id].running.clone()
+            if let Some(run) = self.state.tasks[id.as_str()].running().cloned()
                 && let Some(pid) = run.pid
             {
                 super::run::kill_orphan(pid, run.pid_start);

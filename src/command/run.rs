@@ -68,14 +68,14 @@ impl Engine {
         let entry = self
             .state
             .tasks
-            .get(&launch.task_id)
+            .get(launch.task_id.as_str())
             .ok_or("task vanished before its start")?;
         let agent = self
             .config
             .agent(&entry.agent)
             .ok_or("agent no longer configured")?;
         let template = agent.command.clone().ok_or("agent has no command")?;
-        let task_file = self.layout.abs(&entry.path);
+        let task_file = self.layout.abs(&entry.path());
         let text = std::fs::read_to_string(&task_file)
             .map_err(|e| format!("cannot read {}: {e}", task_file.display()))?;
         let doc = super::intake::parse_mapping(&text)
@@ -89,10 +89,10 @@ impl Engine {
             .map_err(|e| format!("cannot write {}: {e}", prompt_file.display()))?;
         let s = |p: &PathBuf| p.to_string_lossy().into_owned();
         let vars = Placeholders {
-            task_id: entry.id.clone(),
+            task_id: entry.id.to_string(),
             task_file: s(&task_file),
-            agent: entry.agent.clone(),
-            title: entry.title.clone(),
+            agent: entry.agent.to_string(),
+            title: entry.title.to_string(),
             prompt,
             prompt_file: s(&prompt_file),
             log_dir: s(&log_dir),
@@ -102,7 +102,7 @@ impl Engine {
         let mut env = agent.env.clone();
         env.extend([
             ("AGENTPLANE_ROOT".to_string(), vars.root.clone()),
-            ("AGENTPLANE_TASK_ID".to_string(), entry.id.clone()),
+            ("AGENTPLANE_TASK_ID".to_string(), entry.id.to_string()),
             ("AGENTPLANE_TASK_FILE".to_string(), vars.task_file.clone()),
             ("AGENTPLANE_LOG_DIR".to_string(), vars.log_dir.clone()),
             ("AGENTPLANE_ATTEMPT".to_string(), vars.attempt.clone()),
@@ -111,9 +111,9 @@ impl Engine {
             .cwd
             .as_ref()
             .map_or_else(|| self.layout.root.clone(), |c| self.layout.root.join(c));
-        let timeout = entry.timeout_s.or(agent.timeout_s).map(Duration::from_secs);
+        let timeout = entry.timeout_s().or(agent.timeout_s).map(Duration::from_secs);
         Ok(Prepared {
-            task_id: entry.id.clone(),
+            task_id: entry.id.to_string(),
             attempt: launch.attempt,
             spec: RunSpec {
                 argv: adapter::render_argv(&template, &vars),
@@ -129,7 +129,7 @@ impl Engine {
     /// Record a spawned child.
     pub fn child_started(&mut self, task_id: &str, attempt: u32, pid: u32) {
         let mut ev = Event::task("execution_start", task_id);
-        ev.agent = self.state.tasks.get(task_id).map(|e| e.agent.clone());
+        ev.agent = self.state.tasks.get(task_id).map(|e| e.agent.to_string());
         ev.attempt = Some(attempt);
         ev.pid = Some(pid);
         ev.pid_start = process_start(pid);
@@ -161,7 +161,7 @@ impl Engine {
             return;
         };
         let mut done = Event::task("execution_complete", task_id);
-        done.agent = Some(entry.agent.clone());
+        done.agent = Some(entry.agent.to_string());
         done.attempt = Some(attempt);
         done.exit_code = outcome.and_then(|o| o.exit_code);
         done.duration_ms = outcome.map(|o| o.duration.as_millis() as u64);
@@ -180,13 +180,10 @@ impl Engine {
                     return;
                 }
                 Ending::Stopped(adapter::StopReason::Cancel) => {
-                    let why = entry
-                        .cancel_requested
-                        .clone()
-                        .unwrap_or_else(|| "cancelled".into());
+                    let why = entry.cancel_requested().unwrap_or("cancelled").to_string();
                     let mut ev = Event::task("task_cancelled", task_id);
                     ev.attempt = Some(attempt);
-                    ev.agent = Some(entry.agent.clone());
+                    ev.agent = Some(entry.agent.to_string());
                     self.transition(
                         &mut ev,
                         &entry,
@@ -201,7 +198,7 @@ impl Engine {
                     format!(
                         "timed out after {} s",
                         entry
-                            .timeout_s
+                            .timeout_s()
                             .or_else(|| self.config.agent(&entry.agent).and_then(|a| a.timeout_s))
                             .unwrap_or(0)
                     ),
@@ -227,7 +224,7 @@ impl Engine {
                     self.emit(ev);
                 }
                 let max = entry
-                    .max_attempts
+                    .max_attempts()
                     .or_else(|| self.config.agent(&entry.agent).map(|a| a.max_attempts))
                     .unwrap_or(1);
                 if entry.failures_this_round() < max {
@@ -239,7 +236,7 @@ impl Engine {
                     ev.attempt = Some(attempt);
                     ev.exit_code = code;
                     ev.error = Some(message);
-                    ev.agent = Some(entry.agent.clone());
+                    ev.agent = Some(entry.agent.to_string());
                     self.transition(&mut ev, &entry, Status::Assigned, edits);
                     self.emit(ev.with_data("retry_at", json!(retry_at)));
                 } else {
@@ -247,7 +244,7 @@ impl Engine {
                     ev.attempt = Some(attempt);
                     ev.exit_code = code;
                     ev.error = Some(message.clone());
-                    ev.agent = Some(entry.agent.clone());
+                    ev.agent = Some(entry.agent.to_string());
                     let mut edits = error_block(&message, code, attempt, &now);
                     edits.insert("completed_at".into(), json!(now));
                     self.transition(&mut ev, &entry, Status::Error, edits);
@@ -295,13 +292,13 @@ impl Engine {
         edits.insert("result".into(), Value::Object(result.clone()));
         let mut ev = Event::task("task_completed", &entry.id);
         ev.attempt = Some(attempt);
-        ev.agent = Some(entry.agent.clone());
+        ev.agent = Some(entry.agent.to_string());
         ev.summary = result.get("summary").and_then(Value::as_str).map(str::to_string);
         self.transition(&mut ev, entry, Status::Done, edits);
         self.emit(ev);
         if let Some(metrics) = result.get("metrics").and_then(Value::as_object) {
             let mut cost = Event::task("cost_update", &entry.id);
-            cost.agent = Some(entry.agent.clone());
+            cost.agent = Some(entry.agent.to_string());
             cost.attempt = Some(attempt);
             cost.data = Some(metrics.clone());
             self.emit(cost);
@@ -326,7 +323,7 @@ impl Engine {
             let mut failed = Event::task("task_failed", task_id);
             failed.attempt = Some(entry.attempt);
             failed.error = Some(message.clone());
-            failed.agent = Some(entry.agent.clone());
+            failed.agent = Some(entry.agent.to_string());
             self.transition(
                 &mut failed,
                 &entry,
@@ -342,7 +339,7 @@ impl Engine {
         let mut ev = Event::task("task_interrupted", task_id);
         ev.attempt = Some(entry.attempt);
         ev.error = Some(why.to_string());
-        ev.agent = Some(entry.agent.clone());
+        ev.agent = Some(entry.agent.to_string());
         self.transition(&mut ev, &entry, Status::Assigned, edits);
         self.emit(ev);
     }
@@ -364,7 +361,7 @@ impl Engine {
         let mut id = format!("{parent}-to-{next_agent}");
         id.truncate(128);
         let dest = format!("work/collaboration/inbox/{id}.yaml");
-        if self.state.tasks.contains_key(&id) || !task::valid_id(&id) {
+        if self.state.tasks.contains_key(id.as_str()) || !task::valid_id(&id) {
             return;
         }
         let title = result

@@ -126,8 +126,8 @@ impl Engine {
             .state
             .tasks
             .values()
-            .filter(|e| !present.contains(e.path.as_str()))
-            .map(|e| e.id.clone())
+            .filter(|e| !present.contains(e.path().as_str()))
+            .map(|e| e.id.to_string())
             .collect();
         for id in missing {
             self.check_deleted(&id);
@@ -154,7 +154,7 @@ impl Engine {
         let deleted: Vec<String> = found
             .iter()
             .filter(|(_, fp)| fp.is_none())
-            .filter_map(|(rel, _)| self.state.at_path(rel).map(|e| e.id.clone()))
+            .filter_map(|(rel, _)| self.state.at_path(rel).map(|e| e.id.to_string()))
             .collect();
         for id in deleted {
             self.check_deleted(&id);
@@ -176,14 +176,15 @@ impl Engine {
         let Some(entry) = self.state.tasks.get(id) else {
             return;
         };
-        if fs::symlink_metadata(self.layout.abs(&entry.path)).is_ok() || self.live_children.contains_key(id) {
+        if fs::symlink_metadata(self.layout.abs(&entry.path())).is_ok() || self.live_children.contains_key(id)
+        {
             return;
         }
         let mut ev = Event::task("task_deleted", id);
-        ev.agent = Some(entry.agent.clone());
-        ev.path = Some(entry.path.clone());
+        ev.agent = Some(entry.agent.to_string());
+        ev.path = Some(entry.path());
         ev.from = Some(entry.status.as_str().into());
-        tracing::warn!(task = id, path = %entry.path, "task file deleted by hand");
+        tracing::warn!(task = id, path = %entry.path(), "task file deleted by hand");
         self.emit(ev);
     }
 
@@ -261,8 +262,8 @@ impl Engine {
         match (known, parsed) {
             (Some(entry), Ok(task)) => self.hand_edit(&entry, rel, task, fp, crc),
             (Some(entry), Err(msg)) => {
-                let id = entry.id.clone();
-                if let Some(e) = self.state.tasks.get_mut(&id) {
+                let id = entry.id.to_string();
+                if let Some(e) = self.state.tasks.get_mut(id.as_str()) {
                     e.fingerprint = fp;
                 }
                 self.report(
@@ -297,8 +298,8 @@ impl Engine {
             );
             return;
         };
-        if let Some(other) = self.state.tasks.get(&id) {
-            let msg = format!("two files with the id `{id}`: this one and {}", other.path);
+        if let Some(other) = self.state.tasks.get(id.as_str()) {
+            let msg = format!("two files with the id `{id}`: this one and {}", other.path());
             self.report(rel, fp, Some(&id), "duplicate_id", msg);
             return;
         }
@@ -315,16 +316,16 @@ impl Engine {
             ev = ev.with_data("problem", json!(kind)).with_data("crc", json!(crc));
         }
         self.emit(ev);
-        if let Some(e) = self.state.tasks.get_mut(&id) {
+        if let Some(e) = self.state.tasks.get_mut(id.as_str()) {
             e.fingerprint = fp;
         }
     }
 
     /// A known task file changed on disk.
     fn hand_edit(&mut self, entry: &Entry, rel: &str, task: Task, fp: Option<Fingerprint>, crc: Option<u32>) {
-        let id = entry.id.clone();
+        let id = entry.id.to_string();
         let set_fp = |engine: &mut Engine| {
-            if let Some(e) = engine.state.tasks.get_mut(&id) {
+            if let Some(e) = engine.state.tasks.get_mut(id.as_str()) {
                 e.fingerprint = fp;
             }
         };
@@ -357,11 +358,11 @@ impl Engine {
         let mut ev = Event::task("task_edited", &id);
         ev.agent = Some(task.agent.clone());
         ev.path = Some(rel.to_string());
-        if entry.problem.is_some() && entry.problem_crc.is_some() && entry.problem_crc == crc {
+        if entry.problem().is_some() && entry.problem_crc().is_some() && entry.problem_crc() == crc {
             set_fp(self);
             return;
         }
-        if entry.problem.is_some() {
+        if entry.problem().is_some() {
             // An inconsistent adopted file was edited: now it goes where its status says.
             let dest = if entry.in_fridge() || entry.in_archive() {
                 rel.to_string()
@@ -396,7 +397,7 @@ impl Engine {
             }
             return;
         }
-        if entry.running.is_some() || self.live_children.contains_key(&id) {
+        if entry.running().is_some() || self.live_children.contains_key(&id) {
             set_fp(self);
             self.report(rel, fp, Some(&id), "illegal_edit",
                 format!("status edited to `{new_status}` while the daemon runs the task; use `agentplane cancel {id}` instead; file left as it is"));
@@ -447,9 +448,9 @@ fn task_meta_of(e: &Entry) -> Value {
         "title": e.title,
         "agent": e.agent,
         "priority": e.priority.as_str(),
-        "depends_on": e.depends_on,
+        "depends_on": e.depends_on(),
         "approval_required": e.approval_required,
-        "timeout_s": e.timeout_s,
-        "max_attempts": e.max_attempts,
+        "timeout_s": e.timeout_s(),
+        "max_attempts": e.max_attempts(),
     })
 }

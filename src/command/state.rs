@@ -3,53 +3,50 @@
 //! durable) and when replaying the log at start, so the two can never disagree.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
+use crate::card::{Card, Names};
 use crate::clock;
 use crate::event::Event;
 use crate::lifecycle::fsops::Fingerprint;
 use crate::task::{Priority, Status, Task};
 
-/// A task as the daemon knows it.
+/// A task as the daemon knows it: the shown part (`Card`, shared with the read models; an
+/// `Entry` derefs to it) and what only scheduling needs.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    pub id: String,
-    pub agent: String,
-    pub status: Status,
-    /// Root-relative path of the task file.
-    pub path: String,
-    pub title: String,
-    pub priority: Priority,
+    pub card: Arc<Card>,
     /// Sequence number of the event that first recorded the task: its age in the queue.
     pub order: u64,
-    pub depends_on: Vec<String>,
     pub approval_required: bool,
     pub approved: bool,
-    /// The last attempt started (1-based); 0 before the first run.
-    pub attempt: u32,
-    /// Attempts before the current retry round: a `retry` command gives a fresh budget.
-    pub round_start: u32,
-    pub interruptions: u32,
-    pub timeout_s: Option<u64>,
-    pub max_attempts: Option<u32>,
-    /// A child was started for the current attempt and has not been recorded as ended.
-    pub running: Option<RunRecord>,
-    pub cancel_requested: Option<String>,
-    /// Not before this time is the task dispatched (retry backoff).
-    pub retry_at: Option<SystemTime>,
     /// The daemon blocked this task because a dependency failed; it unblocks it again.
     pub blocked_by_dependency: bool,
     pub handoff_done: bool,
-    /// The file is inconsistent (status vs folder, id vs name): left alone until edited.
-    pub problem: Option<String>,
-    /// Checksum of the inconsistent file's content when it was reported.
-    pub problem_crc: Option<u32>,
+    /// Attempts before the current retry round: a `retry` command gives a fresh budget.
+    pub round_start: u32,
+    pub interruptions: u32,
     /// What the file looked like when the daemon last read or wrote it.
     pub fingerprint: Option<Fingerprint>,
-    /// Time of the task's last event (`None` only if the log's timestamp was unreadable).
-    pub updated_at: Option<SystemTime>,
+    /// What a task has only while it runs, waits for a retry, is being cancelled, has
+    /// overrides or a reported inconsistency; `None` for the great many that have none.
+    rare: Option<Box<Rare>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Rare {
+    timeout_s: Option<u64>,
+    max_attempts: Option<u32>,
+    /// A child was started for the current attempt and has not been recorded as ended.
+    running: Option<RunRecord>,
+    cancel_requested: Option<String>,
+    /// Not before this time is the task dispatched (retry backoff).
+    retry_at: Option<SystemTime>,
+    /// Checksum of the inconsistent file's content when it was reported.
+    problem_crc: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -59,16 +56,52 @@ pub struct RunRecord {
     pub pid_start: Option<u64>,
 }
 
+impl std::ops::Deref for Entry {
+    type Target = Card;
+    fn deref(&self) -> &Card {
+        &self.card
+    }
+}
+
 impl Entry {
     pub fn in_fridge(&self) -> bool {
-        self.path.starts_with("work/collaboration/fridge/")
+        self.path().starts_with("work/collaboration/fridge/")
     }
     pub fn in_archive(&self) -> bool {
-        self.path.starts_with("work/collaboration/archive/")
+        self.path().starts_with("work/collaboration/archive/")
     }
     /// Attempts used in the current round.
     pub fn failures_this_round(&self) -> u32 {
         self.attempt.saturating_sub(self.round_start)
+    }
+    pub fn timeout_s(&self) -> Option<u64> {
+        self.rare.as_ref().and_then(|r| r.timeout_s)
+    }
+    pub fn max_attempts(&self) -> Option<u32> {
+        self.rare.as_ref().and_then(|r| r.max_attempts)
+    }
+    pub fn running(&self) -> Option<&RunRecord> {
+        self.rare.as_ref().and_then(|r| r.running.as_ref())
+    }
+    pub fn cancel_requested(&self) -> Option<&str> {
+        self.rare.as_ref().and_then(|r| r.cancel_requested.as_deref())
+    }
+    pub fn retry_at(&self) -> Option<SystemTime> {
+        self.rare.as_ref().and_then(|r| r.retry_at)
+    }
+    pub fn problem_crc(&self) -> Option<u32> {
+        self.rare.as_ref().and_then(|r| r.problem_crc)
+    }
+
+    fn change_rare(&mut self, change: impl FnOnce(&mut Rare)) {
+        let mut rare = self.rare.take().unwrap_or_default();
+        change(&mut rare);
+        self.rare = (*rare != Rare::default()).then_some(rare);
+    }
+
+    /// The card to change: copied first if a read model still holds this version.
+    fn card_mut(&mut self) -> &mut Card {
+        Arc::make_mut(&mut self.card)
     }
 }
 
@@ -88,12 +121,15 @@ pub fn task_meta(task: &Task) -> Value {
 #[derive(Default)]
 pub struct State {
     /// Boxed: a map of 100,000 tasks then holds pointers, not 100,000 entries plus its slack.
-    pub tasks: HashMap<String, Box<Entry>>,
+    /// The key is the card's id (one shared string).
+    pub tasks: HashMap<Arc<str>, Box<Entry>>,
     /// Task id by the root-relative path of its file, for the few files not named after their
     /// task (`<id>.yaml`): every other path names its task itself.
     odd_paths: HashMap<String, String>,
     /// Ids of the tasks whose status is `assigned`: the only ones dispatch has to look at.
-    pub assigned: HashSet<String>,
+    pub assigned: HashSet<Arc<str>>,
+    /// Agent names and folders, shared by the cards.
+    names: Names,
     pub last_seq: u64,
 }
 
@@ -106,7 +142,7 @@ impl State {
         }
         if ev.event == "task_deleted" {
             if let Some(e) = self.tasks.remove(id) {
-                self.odd_paths.remove(&e.path);
+                self.odd_paths.remove(&e.path());
                 self.assigned.remove(id);
             }
             return;
@@ -118,130 +154,133 @@ impl State {
             return;
         }
         let meta = ev.data.as_ref().and_then(|d| d.get("task"));
-        let entry = match self.tasks.get_mut(id) {
-            Some(e) => e,
-            None => {
-                // Only events that describe a task file can introduce a task.
-                let (Some(path), Some(meta)) = (ev.path.as_ref(), meta) else {
-                    return;
-                };
-                let status = ev
-                    .to
-                    .as_deref()
-                    .and_then(Status::parse)
-                    .unwrap_or(Status::Assigned);
-                if file_stem(path) != Some(id) {
-                    self.odd_paths.insert(path.clone(), id.to_string());
-                }
-                self.tasks.insert(
-                    id.to_string(),
-                    Box::new(Entry {
-                        id: id.to_string(),
-                        agent: meta["agent"].as_str().unwrap_or_default().to_string(),
-                        status,
-                        path: path.clone(),
-                        title: String::new(),
-                        priority: Priority::Normal,
-                        order: ev.seq,
-                        depends_on: Vec::new(),
-                        approval_required: false,
-                        approved: false,
-                        attempt: 0,
-                        round_start: 0,
-                        interruptions: 0,
-                        timeout_s: None,
-                        max_attempts: None,
-                        running: None,
-                        cancel_requested: None,
-                        retry_at: None,
-                        blocked_by_dependency: false,
-                        handoff_done: false,
-                        problem: None,
-                        problem_crc: None,
-                        fingerprint: None,
-                        updated_at: None,
-                    }),
-                );
-                self.tasks.get_mut(id).expect("just inserted")
+        if !self.tasks.contains_key(id) {
+            // Only events that describe a task file can introduce a task.
+            let (Some(path), Some(meta)) = (ev.path.as_ref(), meta) else {
+                return;
+            };
+            let status = ev
+                .to
+                .as_deref()
+                .and_then(Status::parse)
+                .unwrap_or(Status::Assigned);
+            if file_stem(path) != Some(id) {
+                self.odd_paths.insert(path.clone(), id.to_string());
             }
-        };
-        entry.updated_at = clock::parse_utc(&ev.ts);
-        if let Some(meta) = meta {
-            apply_meta(entry, meta);
+            let agent = self.names.get(meta["agent"].as_str().unwrap_or_default());
+            let card = Card::new(id, agent, status, path, &mut self.names);
+            let entry = Entry {
+                card: Arc::new(card),
+                order: ev.seq,
+                approval_required: false,
+                approved: false,
+                blocked_by_dependency: false,
+                handoff_done: false,
+                round_start: 0,
+                interruptions: 0,
+                fingerprint: None,
+                rare: None,
+            };
+            self.tasks.insert(Arc::clone(&entry.card.id), Box::new(entry));
         }
-        if let Some(problem) = ev.data.as_ref().and_then(|d| d.get("problem")) {
-            entry.problem = problem.as_str().map(str::to_string);
-            entry.problem_crc = ev
-                .data
-                .as_ref()
-                .and_then(|d| d.get("crc"))
-                .and_then(Value::as_u64)
-                .map(|c| c as u32);
+        let entry = self.tasks.get_mut(id).expect("present or just inserted");
+        let names = &mut self.names;
+        let card = entry.card_mut();
+        card.updated_at = clock::parse_utc(&ev.ts);
+        if let Some(meta) = meta {
+            apply_meta(card, meta, names);
+        }
+        let problem = ev.data.as_ref().and_then(|d| d.get("problem"));
+        if let Some(problem) = problem {
+            card.set_problem(problem.as_str().map(str::to_string));
         } else if ev.to.is_some() || ev.op.is_some() {
-            entry.problem = None;
-            entry.problem_crc = None;
+            card.set_problem(None);
         }
         if let Some(to) = ev.to.as_deref().and_then(Status::parse) {
-            entry.status = to;
+            card.status = to;
         }
-        if entry.status == Status::Assigned {
+        if card.status == Status::Assigned {
             if !self.assigned.contains(id) {
-                self.assigned.insert(id.to_string());
+                self.assigned.insert(Arc::clone(&card.id));
             }
         } else {
             self.assigned.remove(id);
         }
         if let Some(path) = &ev.path
             && matches!(ev.op.as_deref(), Some("move" | "create"))
-            && *path != entry.path
+            && !card.is_at(path)
         {
-            self.odd_paths.remove(&entry.path);
+            self.odd_paths.remove(&card.path());
             if file_stem(path) != Some(id) {
                 self.odd_paths.insert(path.clone(), id.to_string());
             }
-            entry.path.clone_from(path);
+            card.set_path(path, names);
         }
         if let Some(agent) = ev.agent.as_ref().filter(|_| ev.event == "task_reassigned") {
-            entry.agent.clone_from(agent);
+            card.agent = names.get(agent);
         }
+        if ev.event == "task_started" {
+            card.attempt = ev.attempt.unwrap_or(card.attempt + 1);
+        }
+        if let Some(meta) = meta {
+            entry.approval_required = meta["approval_required"]
+                .as_bool()
+                .unwrap_or(entry.approval_required);
+        }
+        let attempt = entry.attempt;
+        entry.change_rare(|r| {
+            if let Some(meta) = meta {
+                r.timeout_s = meta["timeout_s"].as_u64();
+                r.max_attempts = meta["max_attempts"].as_u64().map(|n| n as u32);
+            }
+            if problem.is_some() {
+                r.problem_crc = ev
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("crc"))
+                    .and_then(Value::as_u64)
+                    .map(|c| c as u32);
+            } else if ev.to.is_some() || ev.op.is_some() {
+                r.problem_crc = None;
+            }
+            match ev.event.as_str() {
+                "task_started" => {
+                    r.running = Some(RunRecord {
+                        attempt,
+                        pid: None,
+                        pid_start: None,
+                    });
+                    r.retry_at = None;
+                }
+                "execution_start" => {
+                    if let Some(run) = r.running.as_mut() {
+                        run.pid = ev.pid;
+                        run.pid_start = ev.pid_start;
+                    }
+                }
+                "task_interrupted" => r.running = None,
+                "task_retry_scheduled" => {
+                    r.running = None;
+                    r.retry_at = ev.data_str("retry_at").and_then(clock::parse_utc);
+                }
+                "execution_complete" => r.running = None,
+                "task_completed" | "task_failed" | "task_timed_out" | "task_cancelled" => {
+                    r.running = None;
+                    r.cancel_requested = None;
+                }
+                "cancel_requested" => r.cancel_requested = Some(ev.error.clone().unwrap_or_default()),
+                "task_retried" => r.retry_at = None,
+                _ => {}
+            }
+        });
         match ev.event.as_str() {
-            "task_started" => {
-                entry.attempt = ev.attempt.unwrap_or(entry.attempt + 1);
-                entry.running = Some(RunRecord {
-                    attempt: entry.attempt,
-                    pid: None,
-                    pid_start: None,
-                });
-                entry.retry_at = None;
-            }
-            "execution_start" => {
-                if let Some(run) = entry.running.as_mut() {
-                    run.pid = ev.pid;
-                    run.pid_start = ev.pid_start;
-                }
-            }
-            "task_interrupted" => {
-                entry.interruptions += 1;
-                entry.running = None;
-            }
-            "task_retry_scheduled" => {
-                entry.running = None;
-                entry.retry_at = ev.data_str("retry_at").and_then(clock::parse_utc);
-            }
-            "execution_complete" | "task_completed" | "task_failed" | "task_timed_out" | "task_cancelled" => {
-                entry.running = None;
-                if ev.event != "execution_complete" {
-                    entry.cancel_requested = None;
-                }
-            }
+            "task_interrupted" => entry.interruptions += 1,
             "task_blocked" => entry.blocked_by_dependency = ev.data_str("dependency").is_some(),
             "task_unblocked" => entry.blocked_by_dependency = false,
             "task_approved" => entry.approved = true,
-            "cancel_requested" => entry.cancel_requested = Some(ev.error.clone().unwrap_or_default()),
             "task_retried" => {
                 entry.round_start = entry.attempt;
                 entry.interruptions = 0;
-                entry.retry_at = None;
             }
             "task_edited" if ev.to.is_some() => entry.blocked_by_dependency = false,
             _ => {}
@@ -254,15 +293,15 @@ impl State {
             Some(id) => id.as_str(),
             None => file_stem(path)?,
         };
-        self.tasks.get(id).map(|e| &**e).filter(|e| e.path == path)
+        self.tasks.get(id).map(|e| &**e).filter(|e| e.is_at(path))
     }
 
     /// Ids of tasks that wait for `id` to finish.
     pub fn dependents(&self, id: &str) -> Vec<String> {
         self.tasks
             .values()
-            .filter(|e| e.depends_on.iter().any(|d| d == id))
-            .map(|e| e.id.clone())
+            .filter(|e| e.depends_on().iter().any(|d| d == id))
+            .map(|e| e.id.to_string())
             .collect()
     }
 }
@@ -273,27 +312,27 @@ fn file_stem(path: &str) -> Option<&str> {
     name.strip_suffix(".yaml").or_else(|| name.strip_suffix(".yml"))
 }
 
-fn apply_meta(entry: &mut Entry, meta: &Value) {
-    if let Some(t) = meta["title"].as_str() {
-        entry.title = t.to_string();
+fn apply_meta(card: &mut Card, meta: &Value, names: &mut Names) {
+    if let Some(t) = meta["title"].as_str()
+        && *card.title != *t
+    {
+        card.title = t.into();
     }
-    if let Some(a) = meta["agent"].as_str() {
-        entry.agent = a.to_string();
+    if let Some(a) = meta["agent"].as_str()
+        && *card.agent != *a
+    {
+        card.agent = names.get(a);
     }
     if let Some(p) = meta["priority"].as_str().and_then(Priority::parse) {
-        entry.priority = p;
+        card.priority = p;
     }
     if let Some(deps) = meta["depends_on"].as_array() {
-        entry.depends_on = deps
-            .iter()
-            .filter_map(|d| d.as_str().map(str::to_string))
-            .collect();
+        card.set_depends_on(
+            deps.iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect(),
+        );
     }
-    if let Some(b) = meta["approval_required"].as_bool() {
-        entry.approval_required = b;
-    }
-    entry.timeout_s = meta["timeout_s"].as_u64();
-    entry.max_attempts = meta["max_attempts"].as_u64().map(|n| n as u32);
 }
 
 #[cfg(test)]
@@ -313,7 +352,7 @@ mod tests {
         let mut state = State::default();
         state.apply(&discovered(1, "t1", "work/collaboration/assigned/a/t1.yaml"));
         state.apply(&discovered(2, "t2", "work/collaboration/assigned/a/other.yml"));
-        let at = |s: &State, p: &str| s.at_path(p).map(|e| e.id.clone());
+        let at = |s: &State, p: &str| s.at_path(p).map(|e| e.id.to_string());
         assert_eq!(
             at(&state, "work/collaboration/assigned/a/t1.yaml").as_deref(),
             Some("t1")

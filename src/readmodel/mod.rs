@@ -10,38 +10,29 @@
 
 pub mod writer;
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::card::Card;
+use crate::clock;
 use crate::event::Event;
-use crate::layout::Layout;
-use crate::task::{Priority, Status};
+use crate::task::Status;
 
 /// Events shown in `WORKFLOW_LOG.md`, handoffs in `HANDOFFS.md`, tasks per `BOARD.md` section.
 pub const RECENT_EVENTS: usize = 200;
 pub const RECENT_HANDOFFS: usize = 200;
 pub const BOARD_ROWS: usize = 200;
 
-/// A task as the read models show it.
-#[derive(Debug, Clone, PartialEq)]
+/// A task as the read models show it: the engine's card (shared, not copied) and, when this
+/// update knows it, what the daemon said about the file's inconsistency.
+#[derive(Debug, Clone)]
 pub struct TaskView {
-    pub id: String,
-    pub title: String,
-    pub agent: String,
-    pub status: Status,
-    pub priority: Priority,
-    pub path: String,
-    pub updated_at: String,
-    pub attempt: u32,
-    pub depends_on: Vec<String>,
-    /// Kind of inconsistency of the task's file (left alone until edited).
-    pub problem: Option<String>,
-    /// What the daemon said about it, when this update knows.
+    pub card: Arc<Card>,
     pub problem_message: Option<String>,
 }
 
@@ -163,36 +154,11 @@ pub struct Files {
     pub workflow_log: String,
 }
 
-/// A task as the model keeps it: compact, because a large tree has 100,000 of them.
-struct Row {
-    title: Box<str>,
-    agent: Arc<str>,
-    status: Status,
-    priority: Priority,
-    /// `None` when the file is where its status says (`Layout::task_path`), as it nearly
-    /// always is.
-    path: Option<Box<str>>,
-    updated_at: Box<str>,
-    attempt: u32,
-    depends_on: Box<[String]>,
-    /// Kind of inconsistency, and what the daemon said about it.
-    problem: Option<Box<(String, Option<String>)>>,
-}
-
-impl Row {
-    fn path<'a>(&'a self, id: &str) -> Cow<'a, str> {
-        match &self.path {
-            Some(p) => Cow::Borrowed(p),
-            None => Cow::Owned(Layout::task_path(self.status, &self.agent, id)),
-        }
-    }
-}
-
 #[derive(Default)]
 pub struct Model {
-    tasks: BTreeMap<Box<str>, Row>,
-    /// Agent names, shared by their tasks.
-    names: Vec<Arc<str>>,
+    tasks: BTreeMap<Arc<str>, Arc<Card>>,
+    /// What the daemon said about inconsistent task files, by task id.
+    problem_messages: HashMap<Arc<str>, String>,
     file_problems: Vec<ProblemView>,
     recent: VecDeque<EventLine>,
     handoffs: VecDeque<HandoffView>,
@@ -241,19 +207,24 @@ struct TaskJson<'a> {
 }
 
 impl<'a> TaskJson<'a> {
-    fn of(id: &'a str, t: &'a Row, path: &'a str) -> TaskJson<'a> {
+    fn of(t: &'a Card, path: &'a str, updated_at: &'a str) -> TaskJson<'a> {
         TaskJson {
-            id,
+            id: &t.id,
             title: &t.title,
             agent: &t.agent,
             status: t.status.as_str(),
             priority: t.priority.as_str(),
             path,
-            updated_at: &t.updated_at,
+            updated_at,
             attempt: t.attempt,
-            depends_on: &t.depends_on,
+            depends_on: t.depends_on(),
         }
     }
+}
+
+/// How the read models write a time: RFC 3339 with milliseconds; empty when unknown.
+fn time_text(t: Option<SystemTime>) -> String {
+    t.map(clock::rfc3339_millis).unwrap_or_default()
 }
 
 /// The per-status counts every view shows, in this order.
@@ -269,48 +240,33 @@ const COUNTED: [Status; 5] = [
 struct AgentTally<'a> {
     counts: BTreeMap<Status, u64>,
     /// (updated_at, id) of the most recently changed in-progress task.
-    current: Option<(&'a str, &'a str)>,
-    last_activity: &'a str,
+    current: Option<(Option<SystemTime>, &'a str)>,
+    last_activity: Option<SystemTime>,
 }
 
 impl Model {
-    /// The shared copy of an agent's name.
-    fn name(&mut self, agent: &str) -> Arc<str> {
-        if let Some(n) = self.names.iter().find(|n| &***n == agent) {
-            return Arc::clone(n);
-        }
-        let n: Arc<str> = Arc::from(agent);
-        self.names.push(Arc::clone(&n));
-        n
-    }
-
     pub fn apply(&mut self, u: Update) {
         self.last_seq = self.last_seq.max(u.last_seq);
         for view in u.upserts {
-            let problem = view.problem.map(|kind| {
-                let message = view.problem_message.or_else(|| {
-                    let old = self.tasks.get(view.id.as_str())?.problem.as_ref()?;
-                    (old.0 == kind).then(|| old.1.clone()).flatten()
-                });
-                Box::new((kind, message))
-            });
-            let agent = self.name(&view.agent);
-            let canonical = Layout::task_path(view.status, &view.agent, &view.id);
-            let row = Row {
-                title: view.title.into(),
-                agent,
-                status: view.status,
-                priority: view.priority,
-                path: (view.path != canonical).then(|| view.path.into()),
-                updated_at: view.updated_at.into(),
-                attempt: view.attempt,
-                depends_on: view.depends_on.into(),
-                problem,
-            };
-            self.tasks.insert(view.id.into(), row);
+            let card = view.card;
+            match card.problem() {
+                None => {
+                    self.problem_messages.remove(&*card.id);
+                }
+                Some(kind) => {
+                    if let Some(message) = view.problem_message {
+                        self.problem_messages.insert(Arc::clone(&card.id), message);
+                    } else if self.tasks.get(&*card.id).and_then(|old| old.problem()) != Some(kind) {
+                        // A message said about another kind of inconsistency does not apply.
+                        self.problem_messages.remove(&*card.id);
+                    }
+                }
+            }
+            self.tasks.insert(Arc::clone(&card.id), card);
         }
         for id in u.removed {
             self.tasks.remove(id.as_str());
+            self.problem_messages.remove(id.as_str());
         }
         if let Some(problems) = u.file_problems {
             self.file_problems = problems;
@@ -350,14 +306,17 @@ impl Model {
             out.insert(p.path.clone(), p.clone());
         }
         for (id, t) in &self.tasks {
-            if let Some(problem) = &t.problem {
-                let (kind, message) = &**problem;
-                let path = t.path(id).into_owned();
+            if let Some(kind) = t.problem() {
+                let path = t.path();
                 out.entry(path.clone()).or_insert_with(|| ProblemView {
                     path,
                     task_id: Some(id.to_string()),
-                    kind: kind.clone(),
-                    message: message.clone().unwrap_or_else(|| problem_text(kind)),
+                    kind: kind.to_string(),
+                    message: self
+                        .problem_messages
+                        .get(&**id)
+                        .cloned()
+                        .unwrap_or_else(|| problem_text(kind)),
                 });
             }
         }
@@ -372,7 +331,7 @@ impl Model {
         for (id, t) in &self.tasks {
             let a = agents.entry(&t.agent).or_default();
             *a.counts.entry(t.status).or_default() += 1;
-            let at: &str = &t.updated_at;
+            let at = t.updated_at;
             if t.status == Status::InProgress && a.current.is_none_or(|(when, cur)| (at, &**id) > (when, cur))
             {
                 a.current = Some((at, id));
@@ -422,11 +381,11 @@ impl Model {
         let _ = writeln!(out, "\"agents\":{},", Value::Object(agents_json));
         out.push_str("\"tasks\":[");
         let mut line = Vec::with_capacity(512);
-        for (i, (id, t)) in self.tasks.iter().enumerate() {
+        for (i, t) in self.tasks.values().enumerate() {
             out.push_str(if i == 0 { "\n" } else { ",\n" });
             line.clear();
-            let path = t.path(id);
-            serde_json::to_writer(&mut line, &TaskJson::of(id, t, &path)).expect("tasks serialize");
+            let (path, updated_at) = (t.path(), time_text(t.updated_at));
+            serde_json::to_writer(&mut line, &TaskJson::of(t, &path, &updated_at)).expect("tasks serialize");
             out.push_str(std::str::from_utf8(&line).expect("serde_json writes UTF-8"));
         }
         out.push_str(if self.tasks.is_empty() {
@@ -484,18 +443,14 @@ impl Model {
                 n(Status::Done),
                 n(Status::Error),
                 a.current.map_or("—".to_string(), |(_, id)| cell(id)),
-                if a.last_activity.is_empty() {
-                    "—"
-                } else {
-                    a.last_activity
-                },
+                a.last_activity.map_or("—".to_string(), clock::rfc3339_millis),
             );
         }
         out
     }
 
     fn board(&self) -> String {
-        let mut by_status: BTreeMap<Status, Vec<(&str, &Row)>> = BTreeMap::new();
+        let mut by_status: BTreeMap<Status, Vec<(&str, &Card)>> = BTreeMap::new();
         for (id, t) in &self.tasks {
             by_status.entry(t.status).or_default().push((id, t));
         }
@@ -521,7 +476,7 @@ impl Model {
                 out.push_str("—\n");
                 continue;
             }
-            let newest_first = |a: &(&str, &Row), b: &(&str, &Row)| {
+            let newest_first = |a: &(&str, &Card), b: &(&str, &Card)| {
                 b.1.updated_at.cmp(&a.1.updated_at).then_with(|| a.0.cmp(b.0))
             };
             let total = tasks.len();
@@ -540,7 +495,7 @@ impl Model {
                     cell(&t.agent),
                     t.priority.as_str(),
                     t.attempt,
-                    t.updated_at
+                    time_text(t.updated_at)
                 );
             }
             if total > BOARD_ROWS {

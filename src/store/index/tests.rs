@@ -180,15 +180,15 @@ fn projection_agrees_with_the_daemon_state() {
     let rows = reader.tasks(&TaskFilter::default()).unwrap();
     assert_eq!(rows.len(), state.tasks.len());
     for row in rows {
-        let e = &state.tasks[&row.id];
+        let e = &state.tasks[row.id.as_str()];
         assert_eq!(row.status, e.status.as_str());
-        assert_eq!(row.path, e.path);
-        assert_eq!(row.agent, e.agent);
-        assert_eq!(row.title, e.title);
+        assert_eq!(row.path, e.path());
+        assert_eq!(row.agent, *e.agent);
+        assert_eq!(row.title, *e.title);
         assert_eq!(row.priority, e.priority.as_str());
         assert_eq!(row.attempt, e.attempt);
-        assert_eq!(row.depends_on, e.depends_on);
-        assert_eq!(row.problem, e.problem);
+        assert_eq!(row.depends_on, e.depends_on());
+        assert_eq!(row.problem.as_deref(), e.problem());
         assert_eq!(crate::clock::parse_utc(&row.updated_at), e.updated_at);
     }
     let attempts = reader.attempts("a").unwrap();
