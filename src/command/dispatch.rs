@@ -62,7 +62,7 @@ impl Engine {
         let now = SystemTime::now();
         let mut per_agent: HashMap<String, usize> = HashMap::new();
         for id in self.live_children.keys() {
-            if let Some(e) = self.state.tasks.get(&**id) {
+            if let Some(e) = self.state.tasks.get(id) {
                 *per_agent.entry(e.agent.to_string()).or_default() += 1;
             }
         }

@@ -31,7 +31,7 @@ impl Engine {
             return;
         }
         let cutoff = now - Duration::from_secs(self.config.archive_after_days * 86_400);
-        let old: Vec<Box<Entry>> = self
+        let old: Vec<Entry> = self
             .state
             .tasks
             .values()

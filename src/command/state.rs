@@ -3,9 +3,11 @@
 //! durable) and when replaying the log at start, so the two can never disagree.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use hashbrown::HashTable;
 use serde_json::{Value, json};
 
 use crate::card::{Card, Names};
@@ -118,11 +120,69 @@ pub fn task_meta(task: &Task) -> Value {
     })
 }
 
+/// Every task by id. A table of boxed entries found by their own id: 8 bytes a slot, where a
+/// map would also hold a key (a large root has 100,000 tasks and the table twice the slots).
+pub struct Tasks {
+    table: HashTable<Box<Entry>>,
+    hasher: RandomState,
+}
+
+impl Default for Tasks {
+    fn default() -> Tasks {
+        Tasks {
+            table: HashTable::new(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl Tasks {
+    fn hash(&self, id: &str) -> u64 {
+        self.hasher.hash_one(id)
+    }
+    pub fn get(&self, id: &str) -> Option<&Entry> {
+        self.table.find(self.hash(id), |e| *e.id == *id).map(|e| &**e)
+    }
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Entry> {
+        let hash = self.hash(id);
+        self.table.find_mut(hash, |e| *e.id == *id).map(|e| &mut **e)
+    }
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.get(id).is_some()
+    }
+    /// Add a task whose id is not present yet.
+    fn insert_new(&mut self, entry: Entry) {
+        let hash = self.hash(&entry.id);
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(hash, Box::new(entry), |e| hasher.hash_one(&*e.id));
+    }
+    pub fn remove(&mut self, id: &str) -> Option<Box<Entry>> {
+        let hash = self.hash(id);
+        let found = self.table.find_entry(hash, |e| *e.id == *id).ok()?;
+        Some(found.remove().0)
+    }
+    pub fn values(&self) -> impl Iterator<Item = &Entry> {
+        self.table.iter().map(|e| &**e)
+    }
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+}
+
+impl std::ops::Index<&str> for Tasks {
+    type Output = Entry;
+    fn index(&self, id: &str) -> &Entry {
+        self.get(id).unwrap_or_else(|| panic!("task `{id}` is not known"))
+    }
+}
+
 #[derive(Default)]
 pub struct State {
-    /// Boxed: a map of 100,000 tasks then holds pointers, not 100,000 entries plus its slack.
-    /// The key is the card's id (one shared string).
-    pub tasks: HashMap<Arc<str>, Box<Entry>>,
+    pub tasks: Tasks,
     /// Task id by the root-relative path of its file, for the few files not named after their
     /// task (`<id>.yaml`): every other path names its task itself.
     odd_paths: HashMap<String, String>,
@@ -181,7 +241,7 @@ impl State {
                 fingerprint: None,
                 rare: None,
             };
-            self.tasks.insert(Arc::clone(&entry.card.id), Box::new(entry));
+            self.tasks.insert_new(entry);
         }
         let entry = self.tasks.get_mut(id).expect("present or just inserted");
         let names = &mut self.names;
@@ -293,7 +353,7 @@ impl State {
             Some(id) => id.as_str(),
             None => file_stem(path)?,
         };
-        self.tasks.get(id).map(|e| &**e).filter(|e| e.is_at(path))
+        self.tasks.get(id).filter(|e| e.is_at(path))
     }
 
     /// Ids of tasks that wait for `id` to finish.

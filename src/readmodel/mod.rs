@@ -154,9 +154,45 @@ pub struct Files {
     pub workflow_log: String,
 }
 
+/// A card ordered and found by its task id: the set then needs no key of its own.
+struct ById(Arc<Card>);
+
+impl std::ops::Deref for ById {
+    type Target = Card;
+    fn deref(&self) -> &Card {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &ById) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl PartialOrd for ById {
+    fn partial_cmp(&self, other: &ById) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ById {
+    fn cmp(&self, other: &ById) -> std::cmp::Ordering {
+        self.0.id.cmp(&other.0.id)
+    }
+}
+
 #[derive(Default)]
 pub struct Model {
-    tasks: BTreeMap<Arc<str>, Arc<Card>>,
+    tasks: BTreeSet<ById>,
     /// What the daemon said about inconsistent task files, by task id.
     problem_messages: HashMap<Arc<str>, String>,
     file_problems: Vec<ProblemView>,
@@ -262,7 +298,7 @@ impl Model {
                     }
                 }
             }
-            self.tasks.insert(Arc::clone(&card.id), card);
+            self.tasks.replace(ById(card));
         }
         for id in u.removed {
             self.tasks.remove(id.as_str());
@@ -305,7 +341,8 @@ impl Model {
         for p in &self.file_problems {
             out.insert(p.path.clone(), p.clone());
         }
-        for (id, t) in &self.tasks {
+        for t in &self.tasks {
+            let id = &t.id;
             if let Some(kind) = t.problem() {
                 let path = t.path();
                 out.entry(path.clone()).or_insert_with(|| ProblemView {
@@ -328,7 +365,8 @@ impl Model {
         for name in &self.agents {
             agents.entry(name).or_default();
         }
-        for (id, t) in &self.tasks {
+        for t in &self.tasks {
+            let id = &t.id;
             let a = agents.entry(&t.agent).or_default();
             *a.counts.entry(t.status).or_default() += 1;
             let at = t.updated_at;
@@ -357,7 +395,7 @@ impl Model {
 
     fn status_body(&self, agents: &BTreeMap<&str, AgentTally>, problems: &[ProblemView]) -> String {
         let mut counts: BTreeMap<Status, u64> = COUNTED.iter().map(|s| (*s, 0)).collect();
-        for t in self.tasks.values() {
+        for t in &self.tasks {
             *counts.entry(t.status).or_default() += 1;
         }
         let counts: serde_json::Map<String, Value> = counts
@@ -381,7 +419,7 @@ impl Model {
         let _ = writeln!(out, "\"agents\":{},", Value::Object(agents_json));
         out.push_str("\"tasks\":[");
         let mut line = Vec::with_capacity(512);
-        for (i, t) in self.tasks.values().enumerate() {
+        for (i, t) in self.tasks.iter().enumerate() {
             out.push_str(if i == 0 { "\n" } else { ",\n" });
             line.clear();
             let (path, updated_at) = (t.path(), time_text(t.updated_at));
@@ -451,8 +489,8 @@ impl Model {
 
     fn board(&self) -> String {
         let mut by_status: BTreeMap<Status, Vec<(&str, &Card)>> = BTreeMap::new();
-        for (id, t) in &self.tasks {
-            by_status.entry(t.status).or_default().push((id, t));
+        for t in &self.tasks {
+            by_status.entry(t.status).or_default().push((&t.id, t));
         }
         let mut out = String::from(
             "# Board\n\nTasks by status, most recently changed first. Generated; do not edit.\n",
