@@ -399,6 +399,14 @@ fn apply_meta(card: &mut Card, meta: &Value, names: &mut Names) {
 mod tests {
     use super::*;
 
+    /// A large root holds 100,000 of each (docs/benchmarks.md, idle RSS): growing them is a
+    /// decision, not an accident.
+    #[test]
+    fn an_entry_and_its_card_stay_small() {
+        assert!(size_of::<Entry>() <= 72, "Entry: {} bytes", size_of::<Entry>());
+        assert!(size_of::<Card>() <= 96, "Card: {} bytes", size_of::<Card>());
+    }
+
     fn discovered(seq: u64, id: &str, path: &str) -> Event {
         let mut ev = Event::task("task_discovered", id);
         ev.seq = seq;

@@ -664,3 +664,79 @@ fn head_contains(line: &[u8], needle: &[u8]) -> bool {
         .windows(needle.len())
         .any(|w| w == needle)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::card::Names;
+
+    fn update(card: &Arc<Card>, message: Option<&str>) -> Update {
+        Update {
+            upserts: vec![TaskView {
+                card: Arc::clone(card),
+                problem_message: message.map(str::to_string),
+            }],
+            ..Update::default()
+        }
+    }
+
+    fn messages(model: &Model) -> Vec<(String, String)> {
+        model
+            .problems()
+            .into_iter()
+            .map(|p| (p.kind, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_problem_keeps_its_message_until_its_kind_changes_or_it_is_gone() {
+        let mut names = Names::default();
+        let path = "work/collaboration/done/a/t.yaml";
+        let mut card = Card::new("t", names.get("a"), Status::Assigned, path, &mut names);
+        card.set_problem(Some("status_folder_mismatch".into()));
+        let mut model = Model::default();
+        model.apply(update(&Arc::new(card.clone()), Some("said once")));
+        let said = vec![("status_folder_mismatch".to_string(), "said once".to_string())];
+        assert_eq!(messages(&model), said);
+
+        // A later update of the same task that does not repeat the message keeps it.
+        card.attempt = 1;
+        model.apply(update(&Arc::new(card.clone()), None));
+        assert_eq!(messages(&model), said);
+
+        // Another kind of inconsistency: the old message does not describe it.
+        card.set_problem(Some("id_mismatch".into()));
+        model.apply(update(&Arc::new(card.clone()), None));
+        assert_eq!(
+            messages(&model),
+            [("id_mismatch".to_string(), problem_text("id_mismatch"))]
+        );
+
+        card.set_problem(None);
+        model.apply(update(&Arc::new(card), None));
+        assert!(messages(&model).is_empty());
+        assert!(model.problem_messages.is_empty());
+    }
+
+    #[test]
+    fn the_model_keeps_the_engines_card_rather_than_a_copy() {
+        let mut names = Names::default();
+        let card = Arc::new(Card::new(
+            "t",
+            names.get("a"),
+            Status::Done,
+            "work/collaboration/done/a/t.yaml",
+            &mut names,
+        ));
+        let mut model = Model::default();
+        model.apply(update(&card, None));
+        let kept = model.tasks.get("t").expect("the task is shown");
+        assert!(Arc::ptr_eq(&kept.0, &card));
+        assert!(
+            model
+                .render()
+                .status_body
+                .contains("\"path\":\"work/collaboration/done/a/t.yaml\"")
+        );
+    }
+}
