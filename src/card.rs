@@ -39,10 +39,12 @@ struct Rare {
     problem: Option<String>,
 }
 
-impl Rare {
-    fn is_empty(&self) -> bool {
-        self.file_name.is_none() && self.depends_on.is_empty() && self.problem.is_none()
-    }
+/// Change what a value keeps out of line, allocating it only while it differs from the
+/// default (so that the many values without it pay one pointer).
+pub fn change_out_of_line<T: Default + PartialEq>(slot: &mut Option<Box<T>>, change: impl FnOnce(&mut T)) {
+    let mut value = slot.take().unwrap_or_default();
+    change(&mut value);
+    *slot = (*value != T::default()).then_some(value);
 }
 
 /// The shared copies of agent names and folders.
@@ -125,9 +127,7 @@ impl Card {
     }
 
     fn change_rare(&mut self, change: impl FnOnce(&mut Rare)) {
-        let mut rare = self.rare.take().unwrap_or_default();
-        change(&mut rare);
-        self.rare = (!rare.is_empty()).then_some(rare);
+        change_out_of_line(&mut self.rare, change);
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use hashbrown::HashTable;
 use serde_json::{Value, json};
 
-use crate::card::{Card, Names};
+use crate::card::{Card, Names, change_out_of_line};
 use crate::clock;
 use crate::event::Event;
 use crate::lifecycle::fsops::Fingerprint;
@@ -96,9 +96,7 @@ impl Entry {
     }
 
     fn change_rare(&mut self, change: impl FnOnce(&mut Rare)) {
-        let mut rare = self.rare.take().unwrap_or_default();
-        change(&mut rare);
-        self.rare = (*rare != Rare::default()).then_some(rare);
+        change_out_of_line(&mut self.rare, change);
     }
 
     /// The card to change: copied first if a read model still holds this version.
