@@ -90,6 +90,14 @@ impl Card {
         }
     }
 
+    /// Is the task file inside this root-relative folder (at any depth)? Allocates nothing:
+    /// dispatch asks it of every waiting task on every round.
+    pub fn is_within(&self, folder: &str) -> bool {
+        self.dir
+            .strip_prefix(folder)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
     /// Is the task file at this root-relative path?
     pub fn is_at(&self, path: &str) -> bool {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
@@ -151,6 +159,10 @@ mod tests {
         assert!(card.is_at("work/collaboration/assigned/a/t1.yaml"));
         assert!(!card.is_at("work/collaboration/done/a/t1.yaml"));
         assert!(!card.is_at("work/collaboration/assigned/a/t1.yml"));
+        assert!(card.is_within("work/collaboration/assigned"));
+        assert!(card.is_within("work/collaboration/assigned/a"));
+        assert!(!card.is_within("work/collaboration/assign"));
+        assert!(!card.is_within("work/collaboration/fridge"));
 
         card.set_path("work/collaboration/assigned/a/other.yml", &mut names);
         assert_eq!(card.path(), "work/collaboration/assigned/a/other.yml");

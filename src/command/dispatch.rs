@@ -4,6 +4,7 @@
 //! whose dependency failed is blocked with the reason.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::{Map, json};
@@ -76,7 +77,7 @@ impl Engine {
             .filter_map(|id| self.state.tasks.get(id))
         {
             match gate(self, e, now) {
-                None => ready.push((e.priority, e.order, e.id.to_string())),
+                None => ready.push((e.priority, e.order, Arc::clone(&e.id))),
                 Some(Gate::DependencyFailed(dep)) => to_block.push((e.id.to_string(), dep)),
                 Some(_) => {}
             }
@@ -89,7 +90,7 @@ impl Engine {
             if total >= self.config.max_concurrent {
                 break;
             }
-            let entry = &self.state.tasks[id.as_str()];
+            let entry = &self.state.tasks[&*id];
             let limit = self
                 .config
                 .agent(&entry.agent)

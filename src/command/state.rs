@@ -67,10 +67,10 @@ impl std::ops::Deref for Entry {
 
 impl Entry {
     pub fn in_fridge(&self) -> bool {
-        self.path().starts_with("work/collaboration/fridge/")
+        self.is_within("work/collaboration/fridge")
     }
     pub fn in_archive(&self) -> bool {
-        self.path().starts_with("work/collaboration/archive/")
+        self.is_within("work/collaboration/archive")
     }
     /// Attempts used in the current round.
     pub fn failures_this_round(&self) -> u32 {
@@ -200,7 +200,9 @@ impl State {
         }
         if ev.event == "task_deleted" {
             if let Some(e) = self.tasks.remove(id) {
-                self.odd_paths.remove(&e.path());
+                if !self.odd_paths.is_empty() {
+                    self.odd_paths.remove(&e.path());
+                }
                 self.assigned.remove(id);
             }
             return;
@@ -268,7 +270,9 @@ impl State {
             && matches!(ev.op.as_deref(), Some("move" | "create"))
             && !card.is_at(path)
         {
-            self.odd_paths.remove(&card.path());
+            if !self.odd_paths.is_empty() {
+                self.odd_paths.remove(&card.path());
+            }
             if file_stem(path) != Some(id) {
                 self.odd_paths.insert(path.clone(), id.to_string());
             }
