@@ -42,9 +42,21 @@ struct Rare {
 /// Change what a value keeps out of line, allocating it only while it differs from the
 /// default (so that the many values without it pay one pointer).
 pub fn change_out_of_line<T: Default + PartialEq>(slot: &mut Option<Box<T>>, change: impl FnOnce(&mut T)) {
-    let mut value = slot.take().unwrap_or_default();
-    change(&mut value);
-    *slot = (*value != T::default()).then_some(value);
+    match slot {
+        Some(value) => {
+            change(value);
+            if **value == T::default() {
+                *slot = None;
+            }
+        }
+        None => {
+            let mut value = T::default();
+            change(&mut value);
+            if value != T::default() {
+                *slot = Some(Box::new(value));
+            }
+        }
+    }
 }
 
 /// The shared copies of agent names and folders.
