@@ -350,6 +350,15 @@ fn task_text(id: &str, agent: &str, n: usize) -> String {
 }
 
 /// Write `n` task files `<prefix>-NNNNNN.yaml` into `dir`; returns their names.
+/// The folders and files of an intake reference (`Bench::intake_scratch`).
+struct IntakeScratch {
+    root: PathBuf,
+    staged: PathBuf,
+    inbox: PathBuf,
+    dest: PathBuf,
+    names: Vec<String>,
+}
+
 fn stage(dir: &Path, prefix: &str, agent: &str, n: usize) -> Res<Vec<String>> {
     fs::create_dir_all(dir).map_err(io(dir.display()))?;
     (0..n)
@@ -395,6 +404,22 @@ fn event_line(seq: u64, task: &Task, path: &str) -> String {
     ev.agent = Some(task.agent.clone());
     ev.path = Some(path.to_string());
     format!("{}\n", event::encode(&ev))
+}
+
+/// Read and validate a batch of inbox files the way intake does, append one event line each
+/// to the log in one write, and fdatasync it. Returns the files' texts.
+fn log_batch(log: &mut File, inbox: &Path, names: &[String], seq: &mut u64) -> Res<Vec<String>> {
+    let mut buf = String::new();
+    let mut texts = Vec::with_capacity(names.len());
+    for name in names {
+        let (text, task) = read_task(&inbox.join(name))?;
+        *seq += 1;
+        buf.push_str(&event_line(*seq, &task, name));
+        texts.push(text);
+    }
+    log.write_all(buf.as_bytes()).map_err(io("reference log"))?;
+    log.sync_data().map_err(io("reference log fsync"))?;
+    Ok(texts)
 }
 
 fn append_log(dir: &Path) -> Res<File> {
@@ -834,29 +859,34 @@ impl Bench {
         }
     }
 
+    /// A new root with this config and a running daemon; `n` staged tasks renamed into its
+    /// inbox at once, timed until `until` (a folder under `work/collaboration/`) holds them
+    /// all; the daemon stopped. Returns the run and the log's length before the drop.
+    fn drop_into_new_root(
+        &self,
+        root: &Path,
+        config: &str,
+        prefix: &str,
+        n: usize,
+        until: &str,
+    ) -> Res<(DropRun, u64)> {
+        init_root(&self.daemon, root, config)?;
+        let names = stage(&root.join("stage"), prefix, "bench", n)?;
+        let mut d = Daemon::start(&self.daemon, root)?;
+        d.ready(Duration::from_secs(60))?;
+        let offset = log_len(root);
+        let run = timed_drop(&d, root, &names, &collab(root, until), 0, self.sizes.drop_timeout)?;
+        d.finish("the daemon")?;
+        Ok((run, offset))
+    }
+
     /// Intake into an empty root with no agents configured: the files are renamed into the
     /// inbox of a running daemon at once.
     fn intake_empty(&mut self) -> Res<()> {
         let n = self.sizes.intake;
         let root = self.root("intake");
-        init_root(
-            &self.daemon,
-            &root,
-            "# agentplane-bench: defaults, no agents listed\n",
-        )?;
-        let names = stage(&root.join("stage"), "new", "bench", n)?;
-        let mut d = Daemon::start(&self.daemon, &root)?;
-        d.ready(Duration::from_secs(60))?;
-        let offset = log_len(&root);
-        let run = timed_drop(
-            &d,
-            &root,
-            &names,
-            &collab(&root, "assigned/bench"),
-            0,
-            self.sizes.drop_timeout,
-        )?;
-        d.finish("the daemon")?;
+        let config = "# agentplane-bench: defaults, no agents listed\n";
+        let (run, offset) = self.drop_into_new_root(&root, config, "new", n, "assigned/bench")?;
         check_assigned(&root, offset, &run, n)?;
         say("daemon, empty root", run.describe());
         self.empty_intake = Some(run);
@@ -919,13 +949,36 @@ impl Bench {
         Ok(())
     }
 
+    /// A scratch root for an intake reference: `n` task files staged in `<root>/<staged_in>`,
+    /// an `inbox/` and an empty `assigned/bench/`.
+    fn intake_scratch(&self, name: &str, staged_in: &str, n: usize) -> Res<IntakeScratch> {
+        let root = self.root(name);
+        let (staged, inbox, dest) = (
+            root.join(staged_in),
+            root.join("inbox"),
+            root.join("assigned/bench"),
+        );
+        mkdirs(&[&inbox, &dest])?;
+        let names = stage(&staged, "new", "bench", n)?;
+        Ok(IntakeScratch {
+            root,
+            staged,
+            inbox,
+            dest,
+            names,
+        })
+    }
+
     /// The least intake can do: read + parse + validate each file and write one log line for
     /// it; per batch one log fdatasync, the renames, and one fsync of each directory.
     fn intake_baseline(&self, n: usize) -> Res<f64> {
-        let dir = self.root("intake-baseline");
-        let (stage_dir, inbox, dest) = (dir.join("stage"), dir.join("inbox"), dir.join("assigned/bench"));
-        mkdirs(&[&inbox, &dest])?;
-        let names = stage(&stage_dir, "new", "bench", n)?;
+        let IntakeScratch {
+            root: dir,
+            staged: stage_dir,
+            inbox,
+            dest,
+            names,
+        } = self.intake_scratch("intake-baseline", "stage", n)?;
         let mut log = append_log(&dir)?;
         sync_disks();
         let t0 = Instant::now();
@@ -938,14 +991,7 @@ impl Bench {
         listed.sort();
         let mut seq = 0;
         for chunk in listed.chunks(BATCH) {
-            let mut buf = String::new();
-            for name in chunk {
-                let (_, task) = read_task(&inbox.join(name))?;
-                seq += 1;
-                buf.push_str(&event_line(seq, &task, name));
-            }
-            log.write_all(buf.as_bytes()).map_err(io("baseline log"))?;
-            log.sync_data().map_err(io("baseline log fsync"))?;
+            log_batch(&mut log, &inbox, chunk, &mut seq)?;
             for name in chunk {
                 fs::rename(inbox.join(name), dest.join(name)).map_err(io(name))?;
             }
@@ -961,29 +1007,27 @@ impl Bench {
     /// by `SYNC_THREADS` threads at once (so the device sees a queue, not one write at a time),
     /// then renamed, one fsync of the destination, the unlinks, one fsync of the inbox.
     fn group_commit_reference(&self, n: usize) -> Res<f64> {
-        let dir = self.root("intake-group");
-        let (inbox, dest) = (dir.join("inbox"), dir.join("assigned/bench"));
-        mkdirs(&[&dest])?;
-        let names = stage(&inbox, "new", "bench", n)?;
+        let IntakeScratch {
+            root: dir,
+            inbox,
+            dest,
+            names,
+            ..
+        } = self.intake_scratch("intake-group", "inbox", n)?;
         let mut log = append_log(&dir)?;
         sync_disks();
         let t0 = Instant::now();
         let mut seq = 0;
         for chunk in names.chunks(BATCH) {
-            let mut buf = String::new();
+            let texts = log_batch(&mut log, &inbox, chunk, &mut seq)?;
             let mut temps = Vec::with_capacity(chunk.len());
-            for name in chunk {
-                let (text, task) = read_task(&inbox.join(name))?;
-                seq += 1;
-                buf.push_str(&event_line(seq, &task, name));
+            for (name, text) in chunk.iter().zip(texts) {
                 let tmp = fsops::temp_path(&dest);
                 let mut file = File::create_new(&tmp).map_err(io(tmp.display()))?;
                 file.write_all(format!("{text}status: assigned\n").as_bytes())
                     .map_err(io(tmp.display()))?;
                 temps.push((file, tmp, dest.join(name)));
             }
-            log.write_all(buf.as_bytes()).map_err(io("reference log"))?;
-            log.sync_data().map_err(io("reference log fsync"))?;
             let per_thread = temps.len().div_ceil(SYNC_THREADS);
             std::thread::scope(|s| {
                 let workers: Vec<_> = temps
@@ -1011,10 +1055,9 @@ impl Bench {
     /// fdatasync + rename + fsync dir, unlink + fsync dir), nothing else: the ceiling of any
     /// design that makes each file durable on its own.
     fn per_file_reference(&self, n: usize) -> Res<f64> {
-        let dir = self.root("intake-per-file");
-        let (inbox, dest) = (dir.join("inbox"), dir.join("assigned/bench"));
-        mkdirs(&[&dest])?;
-        let names = stage(&inbox, "new", "bench", n)?;
+        let IntakeScratch {
+            inbox, dest, names, ..
+        } = self.intake_scratch("intake-per-file", "inbox", n)?;
         sync_disks();
         let t0 = Instant::now();
         for name in &names {
@@ -1041,23 +1084,8 @@ impl Bench {
             ),
         );
         let root = self.root("e2e");
-        init_root(
-            &self.daemon,
-            &root,
-            "max_concurrent: 4\nagents:\n  bench:\n    command: [\"true\"]\n    max_concurrent: 4\n",
-        )?;
-        let names = stage(&root.join("stage"), "e2e", "bench", n)?;
-        let mut d = Daemon::start(&self.daemon, &root)?;
-        d.ready(Duration::from_secs(60))?;
-        let run = timed_drop(
-            &d,
-            &root,
-            &names,
-            &collab(&root, "done/bench"),
-            0,
-            self.sizes.drop_timeout,
-        )?;
-        d.finish("the daemon")?;
+        let config = "max_concurrent: 4\nagents:\n  bench:\n    command: [\"true\"]\n    max_concurrent: 4\n";
+        let (run, _) = self.drop_into_new_root(&root, config, "e2e", n, "done/bench")?;
         let failed = yaml_count(&collab(&root, "error/bench"));
         if failed > 0 {
             return Err(format!("{failed} of the `true` tasks ended in error/"));
