@@ -18,7 +18,8 @@ pub struct Card {
     pub id: Arc<str>,
     pub title: Box<str>,
     pub agent: Arc<str>,
-    /// Root-relative folder of the task file (shared: a root has a few folders × agents).
+    /// Root-relative folder of the task file with its trailing `/` (empty at the root);
+    /// shared: a root has a few folders × agents.
     dir: Arc<str>,
     pub status: Status,
     pub priority: Priority,
@@ -74,6 +75,11 @@ impl Names {
     }
 }
 
+/// `("a/b/", "c.yaml")` for `a/b/c.yaml`; the folder keeps its `/`.
+fn split_path(path: &str) -> (&str, &str) {
+    path.split_at(path.rfind('/').map_or(0, |i| i + 1))
+}
+
 impl Card {
     pub fn new(id: &str, agent: Arc<str>, status: Status, path: &str, names: &mut Names) -> Card {
         let mut card = Card {
@@ -93,12 +99,9 @@ impl Card {
 
     /// Root-relative path of the task file.
     pub fn path(&self) -> String {
-        let name = self.rare.as_ref().and_then(|r| r.file_name.as_deref());
-        match (self.dir.is_empty(), name) {
-            (true, Some(name)) => name.to_string(),
-            (true, None) => format!("{}.yaml", self.id),
-            (false, Some(name)) => format!("{}/{name}", self.dir),
-            (false, None) => format!("{}/{}.yaml", self.dir, self.id),
+        match self.rare.as_ref().and_then(|r| r.file_name.as_deref()) {
+            Some(name) => format!("{}{name}", self.dir),
+            None => format!("{}{}.yaml", self.dir, self.id),
         }
     }
 
@@ -107,12 +110,12 @@ impl Card {
     pub fn is_within(&self, folder: &str) -> bool {
         self.dir
             .strip_prefix(folder)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            .is_some_and(|rest| rest.starts_with('/'))
     }
 
     /// Is the task file at this root-relative path?
     pub fn is_at(&self, path: &str) -> bool {
-        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let (dir, name) = split_path(path);
         let own_name = self.rare.as_ref().and_then(|r| r.file_name.as_deref());
         *self.dir == *dir
             && match own_name {
@@ -122,7 +125,7 @@ impl Card {
     }
 
     pub fn set_path(&mut self, path: &str, names: &mut Names) {
-        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let (dir, name) = split_path(path);
         if *self.dir != *dir {
             self.dir = names.get(dir);
         }

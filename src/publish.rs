@@ -99,7 +99,7 @@ impl CommitSink for Sink {
 
 fn view(e: &Entry, message: Option<&String>) -> TaskView {
     TaskView {
-        card: Arc::clone(&e.card),
+        card: Arc::clone(e.card()),
         problem_message: e.problem().and(message.cloned()),
     }
 }

@@ -20,7 +20,8 @@ use crate::task::{Priority, Status, Task};
 /// `Entry` derefs to it) and what only scheduling needs.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    pub card: Arc<Card>,
+    /// Changed only by `State::apply`, copy-on-write.
+    card: Arc<Card>,
     /// Sequence number of the event that first recorded the task: its age in the queue.
     pub order: u64,
     pub approval_required: bool,
@@ -97,6 +98,11 @@ impl Entry {
 
     fn change_rare(&mut self, change: impl FnOnce(&mut Rare)) {
         change_out_of_line(&mut self.rare, change);
+    }
+
+    /// The shown part, to share with the read models.
+    pub fn card(&self) -> &Arc<Card> {
+        &self.card
     }
 
     /// The card to change: copied first if a read model still holds this version.
