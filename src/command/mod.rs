@@ -3,7 +3,8 @@
 //! *before* the file operation it orders is performed. Submodules: `intake` (inbox files),
 //! `commands` (command files), `scan` (adoption and hand edits), `dispatch` (governance and
 //! ordering), `run` (children's start and end), `housekeeping` (archiving, stalls), `state`
-//! (events → state), `perform` (file operations and their redo). Nothing here reads the SQLite index or the read models.
+//! (events → state), `perform` (file operations and their redo), `fingerprints` (the start-up
+//! cache). Nothing here reads the SQLite index or the read models.
 
 pub mod commands;
 pub mod dispatch;
