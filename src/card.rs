@@ -99,9 +99,20 @@ impl Card {
 
     /// Root-relative path of the task file.
     pub fn path(&self) -> String {
+        let mut out = String::with_capacity(self.dir.len() + self.id.len() + 5);
+        self.write_path(&mut out);
+        out
+    }
+
+    /// `path()` appended to `out` (a rendering of many rows reuses one buffer).
+    pub fn write_path(&self, out: &mut String) {
+        out.push_str(&self.dir);
         match self.rare.as_ref().and_then(|r| r.file_name.as_deref()) {
-            Some(name) => format!("{}{name}", self.dir),
-            None => format!("{}{}.yaml", self.dir, self.id),
+            Some(name) => out.push_str(name),
+            None => {
+                out.push_str(&self.id);
+                out.push_str(".yaml");
+            }
         }
     }
 

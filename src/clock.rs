@@ -51,11 +51,20 @@ pub fn rfc3339_seconds(t: SystemTime) -> String {
 
 /// `2026-02-05T14:00:00.123Z`: the form of event timestamps.
 pub fn rfc3339_millis(t: SystemTime) -> String {
+    let mut out = String::with_capacity(24);
+    write_rfc3339_millis(&mut out, t);
+    out
+}
+
+/// `rfc3339_millis` appended to `out` (a rendering of many rows reuses one buffer).
+pub fn write_rfc3339_millis(out: &mut String, t: SystemTime) {
+    use std::fmt::Write as _;
     let c = civil(t);
-    format!(
+    let _ = write!(
+        out,
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis
-    )
+    );
 }
 
 /// `2026-02-05T1400`: the prefix of generated task ids.

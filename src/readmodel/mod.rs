@@ -419,10 +419,16 @@ impl Model {
         let _ = writeln!(out, "\"agents\":{},", Value::Object(agents_json));
         out.push_str("\"tasks\":[");
         let mut line = Vec::with_capacity(512);
+        let (mut path, mut updated_at) = (String::new(), String::new());
         for (i, t) in self.tasks.iter().enumerate() {
             out.push_str(if i == 0 { "\n" } else { ",\n" });
             line.clear();
-            let (path, updated_at) = (t.path(), time_text(t.updated_at));
+            path.clear();
+            t.write_path(&mut path);
+            updated_at.clear();
+            if let Some(when) = t.updated_at {
+                clock::write_rfc3339_millis(&mut updated_at, when);
+            }
             serde_json::to_writer(&mut line, &TaskJson::of(t, &path, &updated_at)).expect("tasks serialize");
             out.push_str(std::str::from_utf8(&line).expect("serde_json writes UTF-8"));
         }
