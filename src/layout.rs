@@ -36,6 +36,10 @@ impl Layout {
     pub fn events(&self) -> PathBuf {
         self.state_dir().join("events.jsonl")
     }
+    /// Files the daemon took out of the task folders, until its sweeper unlinks them.
+    pub fn trash(&self) -> PathBuf {
+        self.state_dir().join("trash")
+    }
     pub fn lock(&self) -> PathBuf {
         self.state_dir().join("daemon.lock")
     }

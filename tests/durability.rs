@@ -223,6 +223,14 @@ fn kill_9_at_random_moments_loses_nothing() {
         "inbox drained: {:?}",
         root.files()
     );
+    let trash: Vec<_> = std::fs::read_dir(root.p("work/.agentplane/trash"))
+        .unwrap()
+        .collect();
+    assert!(
+        trash.is_empty(),
+        "a clean stop left {} files in the trash",
+        trash.len()
+    );
 }
 
 #[test]
@@ -314,4 +322,36 @@ fn temp_files_left_by_a_crash_are_removed_at_start() {
         "{:#?}",
         root.events()
     );
+}
+
+#[test]
+fn removed_and_replaced_files_go_through_the_trash_which_a_clean_stop_leaves_empty() {
+    let root = Root::new("agents:\n  human: {}\n");
+    let trash = root.p("work/.agentplane/trash");
+    std::fs::create_dir_all(&trash).unwrap();
+    std::fs::write(trash.join("4242-7"), "left by a crash").unwrap();
+    for i in 0..20 {
+        root.drop_task(
+            &format!("t{i}.yaml"),
+            &format!("id: t{i}\nagent: human\ntitle: Task {i}\n"),
+        );
+    }
+    root.run_once_ok();
+    // A command file is removed, and the task file it edits is replaced in place.
+    assert!(root.cmd(&["priority", "t3", "high"]).status.success());
+    root.run_once_ok();
+    let files = root.files();
+    assert!(files.iter().all(|f| !f.starts_with("inbox/")), "{files:?}");
+    assert_eq!(
+        files.iter().filter(|f| f.starts_with("assigned/human/")).count(),
+        20,
+        "{files:?}"
+    );
+    let t3 = std::fs::read_to_string(root.collab("assigned/human/t3.yaml")).unwrap();
+    assert_eq!(yaml_field(&t3, "priority").as_deref(), Some("high"), "{t3}");
+    let left: Vec<_> = std::fs::read_dir(&trash)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "the trash still holds {left:?}");
 }

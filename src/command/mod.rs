@@ -22,6 +22,7 @@ use std::time::{Instant, SystemTime};
 use crate::config::Config;
 use crate::event::Event;
 use crate::layout::Layout;
+use crate::lifecycle::trash::Trash;
 use crate::store::journal::{Journal, JournalError};
 
 pub use state::State;
@@ -93,6 +94,8 @@ pub struct Engine {
     /// Task files read by intake in this round, by root-relative path: `perform` moves them
     /// without reading them again when they are still that version. Emptied at each commit.
     source_cache: HashMap<String, (crate::lifecycle::fsops::Fingerprint, Vec<u8>)>,
+    /// Where removed and replaced files go, so that freeing them never waits on the ack path.
+    trash: Trash,
 }
 
 /// The paths an event's file operation touched and a line describing it.
@@ -128,6 +131,7 @@ impl Engine {
         crate::lifecycle::fsops::create_dir_all(&layout.state_dir())?;
         let mut state = State::default();
         let opened = Journal::open(&layout.events(), |ev| state.apply(ev))?;
+        let trash = Trash::open(layout.trash())?;
         let engine = Engine {
             layout,
             config,
@@ -145,6 +149,7 @@ impl Engine {
             stalled: Default::default(),
             sink: None,
             source_cache: HashMap::new(),
+            trash,
         };
         let mut engine = engine;
         engine.load_fingerprints();

@@ -89,6 +89,8 @@ pub(super) struct Stage {
     /// (from, to), in order: temp files, and rejected inbox entries moved unchanged.
     renames: Vec<(PathBuf, PathBuf)>,
     removals: Vec<PathBuf>,
+    /// Files a rename of this stage replaces: kept alive in the trash until the sweeper frees them.
+    replaced: Vec<PathBuf>,
     /// Paths the staged operations create or remove: an operation on one of them must wait
     /// until the stage is flushed.
     touched: HashSet<PathBuf>,
@@ -156,6 +158,8 @@ impl Engine {
                     stage.renames.push((tmp, dest.clone()));
                     if src != dest {
                         stage.removals.push(src.clone());
+                    } else {
+                        stage.replaced.push(dest.clone());
                     }
                     if let Some(id) = &ev.task_id {
                         stage.written.push((id.clone(), fingerprint));
@@ -190,11 +194,15 @@ impl Engine {
     }
 
     /// Carry out a stage: sync the new data, rename it into place, fsync those directories,
-    /// then remove the sources and fsync their directories.
+    /// then remove the sources and fsync their directories. Removed and replaced files go to
+    /// the trash; the sweeper frees them off the ack path.
     pub(super) fn flush(&mut self, stage: &mut Stage) -> Result<(), Fatal> {
         let stage = std::mem::take(stage);
         if !stage.temps.is_empty() {
             fsops::sync_data_of(&stage.temps)?;
+        }
+        for path in &stage.replaced {
+            self.trash.keep(path);
         }
         let mut dirs = BTreeSet::new();
         for (from, to) in &stage.renames {
@@ -207,11 +215,14 @@ impl Engine {
         }
         let mut dirs = BTreeSet::new();
         for path in &stage.removals {
-            fsops::remove_file(path)?;
+            self.trash.remove(path)?;
             dirs.insert(parent(path));
         }
         for dir in &dirs {
             fsops::fsync_dir(dir)?;
+        }
+        if !stage.removals.is_empty() || !stage.replaced.is_empty() {
+            self.trash.sweep();
         }
         for (id, fingerprint) in stage.written {
             if let Some(entry) = self.state.tasks.get_mut(id.as_str()) {
