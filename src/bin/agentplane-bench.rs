@@ -350,16 +350,20 @@ fn task_text(id: &str, agent: &str, n: usize) -> String {
     )
 }
 
-/// Write `n` task files `<prefix>-NNNNNN.yaml` into `dir`; returns their names.
 /// The folders and files of an intake reference (`Bench::intake_scratch`).
 struct IntakeScratch {
     root: PathBuf,
     staged: PathBuf,
     inbox: PathBuf,
     dest: PathBuf,
+    /// Where a reference puts the inbox files it is done with, as the daemon does: freeing
+    /// them would slow every later figure's file creations (ext4 without a journal skips
+    /// recently freed inodes), so they are freed with the scratch directory at the end.
+    trash: PathBuf,
     names: Vec<String>,
 }
 
+/// Write `n` task files `<prefix>-NNNNNN.yaml` into `dir`; returns their names.
 fn stage(dir: &Path, prefix: &str, agent: &str, n: usize) -> Res<Vec<String>> {
     fs::create_dir_all(dir).map_err(io(dir.display()))?;
     (0..n)
@@ -377,6 +381,11 @@ fn rename_all(from: &Path, to: &Path, names: &[String]) -> Res<()> {
         fs::rename(from.join(name), to.join(name)).map_err(io(from.join(name).display()))?;
     }
     Ok(())
+}
+
+/// Take `dir/name` out of `dir` without freeing it (see `IntakeScratch::trash`).
+fn set_aside(dir: &Path, name: &str, trash: &Path) -> Res<()> {
+    fs::rename(dir.join(name), trash.join(name)).map_err(io(dir.join(name).display()))
 }
 
 fn mkdirs(dirs: &[&Path]) -> Res<()> {
@@ -988,18 +997,20 @@ impl Bench {
     /// an `inbox/` and an empty `assigned/bench/`.
     fn intake_scratch(&self, name: &str, staged_in: &str, n: usize) -> Res<IntakeScratch> {
         let root = self.root(name);
-        let (staged, inbox, dest) = (
+        let (staged, inbox, dest, trash) = (
             root.join(staged_in),
             root.join("inbox"),
             root.join("assigned/bench"),
+            root.join("trash"),
         );
-        mkdirs(&[&inbox, &dest])?;
+        mkdirs(&[&inbox, &dest, &trash])?;
         let names = stage(&staged, "new", "bench", n)?;
         Ok(IntakeScratch {
             root,
             staged,
             inbox,
             dest,
+            trash,
             names,
         })
     }
@@ -1013,6 +1024,7 @@ impl Bench {
             inbox,
             dest,
             names,
+            ..
         } = self.intake_scratch("intake-baseline", "stage", n)?;
         let mut log = append_log(&dir)?;
         sync_disks();
@@ -1040,12 +1052,13 @@ impl Bench {
     /// What a group-committed intake could reach: as the baseline, but each file is rewritten
     /// (a status line added) through a temp file, the temp files of a batch are fdatasynced
     /// by `SYNC_THREADS` threads at once (so the device sees a queue, not one write at a time),
-    /// then renamed, one fsync of the destination, the unlinks, one fsync of the inbox.
+    /// then renamed, one fsync of the destination, the inbox files set aside, one fsync of the inbox.
     fn group_commit_reference(&self, n: usize) -> Res<f64> {
         let IntakeScratch {
             root: dir,
             inbox,
             dest,
+            trash,
             names,
             ..
         } = self.intake_scratch("intake-group", "inbox", n)?;
@@ -1079,7 +1092,7 @@ impl Bench {
             }
             fsops::fsync_dir(&dest).map_err(|e| e.to_string())?;
             for name in chunk {
-                fsops::remove_file(&inbox.join(name)).map_err(|e| e.to_string())?;
+                set_aside(&inbox, name, &trash)?;
             }
             fsops::fsync_dir(&inbox).map_err(|e| e.to_string())?;
         }
@@ -1091,14 +1104,18 @@ impl Bench {
     /// design that makes each file durable on its own.
     fn per_file_reference(&self, n: usize) -> Res<f64> {
         let IntakeScratch {
-            inbox, dest, names, ..
+            inbox,
+            dest,
+            trash,
+            names,
+            ..
         } = self.intake_scratch("intake-per-file", "inbox", n)?;
         sync_disks();
         let t0 = Instant::now();
         for name in &names {
             let bytes = fs::read(inbox.join(name)).map_err(io(name))?;
             fsops::write_atomic(&dest.join(name), &bytes).map_err(|e| e.to_string())?;
-            fsops::remove_file(&inbox.join(name)).map_err(|e| e.to_string())?;
+            set_aside(&inbox, name, &trash)?;
             fsops::fsync_dir(&inbox).map_err(|e| e.to_string())?;
         }
         Ok(t0.elapsed().as_secs_f64())
@@ -1313,17 +1330,19 @@ impl Bench {
 
     /// One task at a time through the daemon's durable protocol, done inline by this program:
     /// read + parse, one log line + fdatasync, the destination written to a temp file +
-    /// fdatasync and renamed (→ assigned), dir fsync, unlink + dir fsync, then `touch` spawned
-    /// (→ child started, seen through inotify as for the daemon).
+    /// fdatasync and renamed (→ assigned), dir fsync, the inbox file set aside (as the daemon
+    /// moves it to its trash) + dir fsync, then `touch` spawned (→ child started, seen through
+    /// inotify as for the daemon).
     fn latency_baseline(&self, n: usize) -> Res<(Vec<f64>, Vec<f64>)> {
         let dir = self.root("latency-baseline");
-        let (stage_dir, inbox, dest, markers) = (
+        let (stage_dir, inbox, dest, markers, trash) = (
             dir.join("stage"),
             dir.join("inbox"),
             dir.join("assigned/lat"),
             dir.join("markers"),
+            dir.join("trash"),
         );
-        mkdirs(&[&stage_dir, &inbox, &dest, &markers])?;
+        mkdirs(&[&stage_dir, &inbox, &dest, &markers, &trash])?;
         let ino = Inotify::new()?;
         ino.watch(&markers, libc::IN_CREATE)?;
         let mut log = append_log(&dir)?;
@@ -1342,7 +1361,7 @@ impl Bench {
             fsops::rename(&tmp, &dest.join(&name)).map_err(|e| e.to_string())?;
             a.push(t0.elapsed().as_secs_f64() * 1e3);
             fsops::fsync_dir(&dest).map_err(|e| e.to_string())?;
-            fsops::remove_file(&inbox.join(&name)).map_err(|e| e.to_string())?;
+            set_aside(&inbox, &name, &trash)?;
             fsops::fsync_dir(&inbox).map_err(|e| e.to_string())?;
             let mut child = Reaped(
                 Command::new("touch")

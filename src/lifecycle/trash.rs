@@ -1,17 +1,19 @@
 //! Removing files without freeing them on the ack path. The write path takes a file out of
 //! its folder by renaming it into `work/.agentplane/trash/` (a directory entry moved, nothing
 //! freed), and keeps a file it is about to replace alive there by a hard link; a background
-//! thread unlinks what lands in the trash. Freeing an inode can wait on the disk: on ext4
-//! mounted with `discard` and without a journal, every unlink discards the file's blocks
-//! synchronously (`blkdev_issue_discard` inside `unlink`, measured in docs/benchmarks.md).
+//! thread unlinks what lands in the trash once the daemon has been quiet for a second.
+//! Freeing an inode can wait on the disk: on ext4 mounted with `discard` and without a
+//! journal, every unlink discards the file's blocks synchronously (`blkdev_issue_discard`
+//! inside `unlink`, measured in docs/benchmarks.md).
 //!
 //! The trash is never read. What a crash leaves in it is removed by the next start's sweep.
 //! May not: remove anything outside the trash directory, except a file it was asked to remove
 //! and could not move there (another filesystem).
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::fsops::{self, FsError};
 
@@ -93,8 +95,25 @@ impl Drop for Trash {
     }
 }
 
+/// The sweeper waits for this long without new trash before it sweeps…
+const QUIET: Duration = Duration::from_secs(1);
+/// …but never longer than this after the first unswept file, so a steady stream of work
+/// cannot grow the trash without bound.
+const AT_MOST: Duration = Duration::from_secs(30);
+
+/// Sweep once the daemon has been quiet for `QUIET`: freeing inodes in the middle of a
+/// burst slows the burst's own file creations (ext4 without a journal skips inodes freed in
+/// the last half minute and scans on past them, see docs/benchmarks.md).
 fn sweep_until_closed(dir: &Path, woken: &Receiver<()>) {
     while woken.recv().is_ok() {
+        let first = Instant::now();
+        loop {
+            match woken.recv_timeout(QUIET) {
+                Ok(()) if first.elapsed() < AT_MOST => continue,
+                Ok(()) | Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return sweep(dir),
+            }
+        }
         sweep(dir);
     }
     sweep(dir);
