@@ -329,7 +329,7 @@ fn removed_and_replaced_files_go_through_the_trash_which_a_clean_stop_leaves_emp
     let root = Root::new("agents:\n  human: {}\n");
     let trash = root.p("work/.agentplane/trash");
     std::fs::create_dir_all(&trash).unwrap();
-    std::fs::write(trash.join("4242-7"), "left by a crash").unwrap();
+    std::fs::write(trash.join("0-7"), "left by a crash").unwrap();
     for i in 0..20 {
         root.drop_task(
             &format!("t{i}.yaml"),

@@ -153,7 +153,7 @@ impl Engine {
                             "both the source and a different destination exist; left both for a human");
                     }
                 } else {
-                    let (tmp, fingerprint) = fsops::create_temp(dest, &new)?;
+                    let (tmp, fingerprint) = self.trash.create_temp(dest, &new)?;
                     stage.temps.push(tmp.clone());
                     stage.renames.push((tmp, dest.clone()));
                     if src != dest {
@@ -171,7 +171,7 @@ impl Engine {
                     "{}.reason.yaml",
                     dest.file_name().unwrap_or_default().to_string_lossy()
                 ));
-                let (tmp, _) = fsops::create_temp(&sidecar, reason_text(ev).as_bytes())?;
+                let (tmp, _) = self.trash.create_temp(&sidecar, reason_text(ev).as_bytes())?;
                 stage.temps.push(tmp.clone());
                 stage.renames.push((tmp, sidecar));
                 if std::fs::symlink_metadata(src).is_ok() {
@@ -180,7 +180,7 @@ impl Engine {
             }
             (Some("create"), _, Some(dest)) if !dest.exists() => {
                 let content = ev.data_str("content").unwrap_or_default();
-                let (tmp, _) = fsops::create_temp(dest, content.as_bytes())?;
+                let (tmp, _) = self.trash.create_temp(dest, content.as_bytes())?;
                 stage.temps.push(tmp.clone());
                 stage.renames.push((tmp, dest.clone()));
             }

@@ -1,28 +1,63 @@
-//! Removing files without freeing them on the ack path. The write path takes a file out of
-//! its folder by renaming it into `work/.agentplane/trash/` (a directory entry moved, nothing
-//! freed), and keeps a file it is about to replace alive there by a hard link; a background
-//! thread unlinks what lands in the trash once the daemon has been quiet for a second.
-//! Freeing an inode can wait on the disk: on ext4 mounted with `discard` and without a
-//! journal, every unlink discards the file's blocks synchronously (`blkdev_issue_discard`
-//! inside `unlink`, measured in docs/benchmarks.md).
+//! Files leave the task folders without being freed on the ack path, and their inodes are
+//! used again. The write path takes a file out of its folder by renaming it into
+//! `work/.agentplane/trash/` (a directory entry moved, nothing freed), and keeps a file it is
+//! about to replace alive there by a hard link. The next temp file the daemon needs is such a
+//! spare, renamed next to its destination and overwritten, when it is a plain file of the
+//! daemon's own owner and mode with no other link; so a burst neither allocates nor frees
+//! inodes. A background thread unlinks the spares once the daemon has been quiet for a second.
+//! Why: freeing an inode can wait on the disk (ext4 mounted with `discard` and without a
+//! journal discards the blocks inside `unlink`), and allocating one scans past every inode
+//! freed in the last minutes on such a filesystem; docs/benchmarks.md has the measurements.
 //!
 //! The trash is never read. What a crash leaves in it is removed by the next start's sweep.
 //! May not: remove anything outside the trash directory, except a file it was asked to remove
-//! and could not move there (another filesystem).
+//! and could not move there (another filesystem), or a temp file it created itself.
 
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::fsops::{self, FsError};
+use super::fsops::{self, Fingerprint, FsError};
+
+/// Who owns a file the daemon creates and with which mode: a spare is used again only when it
+/// is the same, so a reused inode never carries another owner's rights into a task folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+impl Owner {
+    fn of(meta: &fs::Metadata) -> Owner {
+        Owner {
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode() & 0o7777,
+        }
+    }
+}
+
+/// The files in the trash this run knows about: shared by the write path, which takes spares
+/// from it, and the sweeper, which frees what is left.
+type Pile = Arc<Mutex<Vec<PathBuf>>>;
 
 pub struct Trash {
     dir: PathBuf,
-    /// Names in the trash are `<pid>-<n>`: unique within this run; a clash with a leftover of
-    /// an earlier run only replaces one piece of garbage with another.
+    /// Names in the trash are `<pid>-<n>`: unique within this run, and what the start's sweep
+    /// tells apart from an earlier run's leftovers (one with the same pid is replaced by a
+    /// rename, or freed at the next start).
     pid: u32,
     next: u64,
+    pile: Pile,
+    /// What the daemon's own new files look like; `None` when that could not be learnt (no
+    /// reuse then).
+    own: Option<Owner>,
     wake: Option<SyncSender<()>>,
     sweeper: Option<JoinHandle<()>>,
 }
@@ -32,21 +67,36 @@ impl Trash {
     /// run left there.
     pub fn open(dir: PathBuf) -> Result<Trash, FsError> {
         fsops::create_dir_all(&dir)?;
-        // One pending wake-up is enough: a sweep takes everything in the directory.
-        let (wake, woken) = mpsc::sync_channel(1);
-        let swept = dir.clone();
-        let sweeper = std::thread::Builder::new()
-            .name("trash".into())
-            .spawn(move || sweep_until_closed(&swept, &woken))
-            .map_err(fsops::ctx("start the sweeper of", &dir))?;
-        let trash = Trash {
+        let mut trash = Trash {
             dir,
             pid: std::process::id(),
             next: 0,
-            wake: Some(wake),
-            sweeper: Some(sweeper),
+            pile: Pile::default(),
+            own: None,
+            wake: None,
+            sweeper: None,
         };
-        trash.sweep();
+        // A file created the way the daemon creates every file shows what its files look like;
+        // it is the first spare.
+        let probe = trash.next_name();
+        if let Ok(file) = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&probe)
+        {
+            trash.own = file.metadata().ok().map(|m| Owner::of(&m));
+            trash.pile.lock().expect("trash pile").push(probe);
+        }
+        // One pending wake-up is enough: a sweep takes everything there is.
+        let (wake, woken) = mpsc::sync_channel(1);
+        let (swept, pile) = (trash.dir.clone(), trash.pile.clone());
+        let sweeper = std::thread::Builder::new()
+            .name("trash".into())
+            .spawn(move || sweep_until_closed(&swept, &pile, &woken))
+            .map_err(fsops::ctx("start the sweeper of", &trash.dir))?;
+        trash.wake = Some(wake);
+        trash.sweeper = Some(sweeper);
         Ok(trash)
     }
 
@@ -59,9 +109,12 @@ impl Trash {
     /// fine (recovery redoes removals).
     pub fn remove(&mut self, path: &Path) -> Result<(), FsError> {
         let to = self.next_name();
-        match std::fs::rename(path, &to) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        match fs::rename(path, &to) {
+            Ok(()) => {
+                self.pile.lock().expect("trash pile").push(to);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             // Not on the trash's filesystem (or not movable): free it here instead.
             Err(_) => fsops::remove_file(path),
         }
@@ -72,7 +125,44 @@ impl Trash {
     /// the old file itself, which is only slower.
     pub fn keep(&mut self, path: &Path) {
         let to = self.next_name();
-        let _ = std::fs::hard_link(path, &to);
+        if fs::hard_link(path, &to).is_ok() {
+            self.pile.lock().expect("trash pile").push(to);
+        }
+    }
+
+    /// `fsops::create_temp`, on a spare inode when there is one that fits: `bytes` in a temp
+    /// file next to `dest`, not yet synced, with the fingerprint of what was written.
+    pub fn create_temp(&mut self, dest: &Path, bytes: &[u8]) -> Result<(PathBuf, Fingerprint), FsError> {
+        if let Some(written) = self.reuse(dest, bytes) {
+            return Ok(written);
+        }
+        fsops::create_temp(dest, bytes)
+    }
+
+    fn reuse(&mut self, dest: &Path, bytes: &[u8]) -> Option<(PathBuf, Fingerprint)> {
+        let own = self.own?;
+        let dir = dest.parent()?;
+        let spare = self.pile.lock().expect("trash pile").pop()?;
+        let tmp = fsops::temp_path(dir);
+        // Renamed first, so the sweeper can no longer take it. On a failure (the folder does
+        // not exist yet, say) the spare goes back on the pile and a new file is created instead.
+        if fs::rename(&spare, &tmp).is_err() {
+            self.pile.lock().expect("trash pile").push(spare);
+            return None;
+        }
+        match overwrite(&tmp, bytes, own) {
+            Ok(fingerprint) => Some((tmp, fingerprint)),
+            Err(_) => {
+                // Not reusable after all (another owner, another link, a directory): back to the
+                // trash for the sweeper, or freed here if even that fails.
+                let back = self.next_name();
+                match fs::rename(&tmp, &back) {
+                    Ok(()) => self.pile.lock().expect("trash pile").push(back),
+                    Err(_) => drop(fs::remove_file(&tmp)),
+                }
+                None
+            }
+        }
     }
 
     /// Ask the sweeper to empty the trash.
@@ -104,42 +194,63 @@ const AT_MOST: Duration = Duration::from_secs(30);
 /// Sweep once the daemon has been quiet for `QUIET`: freeing inodes in the middle of a
 /// burst slows the burst's own file creations (ext4 without a journal skips inodes freed in
 /// the last half minute and scans on past them, see docs/benchmarks.md).
-fn sweep_until_closed(dir: &Path, woken: &Receiver<()>) {
+fn sweep_until_closed(dir: &Path, pile: &Pile, woken: &Receiver<()>) {
+    // What an earlier run left: every name without this run's prefix.
+    let ours = format!("{}-", std::process::id());
+    if let Ok(entries) = fs::read_dir(dir) {
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| !e.file_name().to_string_lossy().starts_with(&ours))
+            .for_each(|e| free(&e.path()));
+    }
     while woken.recv().is_ok() {
         let first = Instant::now();
         loop {
             match woken.recv_timeout(QUIET) {
                 Ok(()) if first.elapsed() < AT_MOST => continue,
                 Ok(()) | Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => return sweep(dir),
+                Err(RecvTimeoutError::Disconnected) => return sweep(pile),
             }
         }
-        sweep(dir);
+        sweep(pile);
     }
-    sweep(dir);
+    sweep(pile);
 }
 
-fn sweep(dir: &Path) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot list the trash");
-            return;
-        }
-    };
-    for entry in entries.filter_map(Result::ok) {
-        let path = entry.path();
-        if let Err(e) = std::fs::remove_file(&path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %path.display(), error = %e, "cannot remove a file from the trash");
-        }
+fn sweep(pile: &Pile) {
+    let taken = std::mem::take(&mut *pile.lock().expect("trash pile"));
+    taken.iter().for_each(|p| free(p));
+}
+
+fn free(path: &Path) {
+    if let Err(e) = fs::remove_file(path)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove a file from the trash");
     }
+}
+
+/// Overwrite a spare in place with `bytes`: no block is freed unless it shrinks past one.
+fn overwrite(path: &Path, bytes: &[u8], own: Owner) -> io::Result<Fingerprint> {
+    let file = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.nlink() != 1 || Owner::of(&meta) != own {
+        return Err(io::Error::other("not a spare the daemon may reuse"));
+    }
+    file.write_all_at(bytes, 0)?;
+    if meta.len() > bytes.len() as u64 {
+        file.set_len(bytes.len() as u64)?;
+    }
+    Ok(Fingerprint::of(&file.metadata()?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn removed_files_leave_their_folder_and_the_trash_empties() {
@@ -148,7 +259,7 @@ mod tests {
         std::fs::create_dir(&folder).unwrap();
         let leftover_dir = tmp.path().join("trash");
         std::fs::create_dir(&leftover_dir).unwrap();
-        std::fs::write(leftover_dir.join("1-1"), "left by a crash").unwrap();
+        std::fs::write(leftover_dir.join("0-1"), "left by a crash").unwrap();
         let mut trash = Trash::open(leftover_dir.clone()).unwrap();
         for i in 0..50 {
             let f = folder.join(format!("t{i}.yaml"));
@@ -177,6 +288,45 @@ mod tests {
         std::fs::write(tmp.path().join("new"), "new").unwrap();
         std::fs::rename(tmp.path().join("new"), &file).unwrap();
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
+        drop(trash);
+        assert_eq!(std::fs::read_dir(tmp.path().join("trash")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_removed_file_becomes_the_next_temp_file_and_a_linked_one_never_does() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (inbox, dest) = (tmp.path().join("inbox"), tmp.path().join("assigned"));
+        std::fs::create_dir(&inbox).unwrap();
+        std::fs::create_dir(&dest).unwrap();
+        let mut trash = Trash::open(tmp.path().join("trash")).unwrap();
+        // The first spare is the probe; use it up.
+        trash.create_temp(&dest.join("probe.yaml"), b"x").unwrap();
+
+        let old = inbox.join("t1.yaml");
+        std::fs::write(&old, "a longer text than the one that replaces it\n").unwrap();
+        let ino = std::fs::metadata(&old).unwrap().ino();
+        trash.remove(&old).unwrap();
+        let (temp, fingerprint) = trash.create_temp(&dest.join("t1.yaml"), b"short\n").unwrap();
+        assert_eq!(
+            fingerprint.ino, ino,
+            "the removed file's inode was not used again"
+        );
+        assert_eq!(std::fs::read(&temp).unwrap(), b"short\n");
+        assert_eq!(fingerprint.size, 6);
+        assert_eq!(temp.parent(), Some(dest.as_path()));
+
+        // A file with another name elsewhere must not change under that name.
+        let shared = inbox.join("t2.yaml");
+        std::fs::write(&shared, "kept\n").unwrap();
+        std::fs::hard_link(&shared, tmp.path().join("elsewhere")).unwrap();
+        trash.remove(&shared).unwrap();
+        let (temp, fingerprint) = trash.create_temp(&dest.join("t2.yaml"), b"new\n").unwrap();
+        assert_ne!(
+            fingerprint.ino,
+            std::fs::metadata(tmp.path().join("elsewhere")).unwrap().ino()
+        );
+        assert_eq!(std::fs::read(&temp).unwrap(), b"new\n");
+        assert_eq!(std::fs::read(tmp.path().join("elsewhere")).unwrap(), b"kept\n");
         drop(trash);
         assert_eq!(std::fs::read_dir(tmp.path().join("trash")).unwrap().count(), 0);
     }
