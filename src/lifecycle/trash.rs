@@ -43,9 +43,17 @@ impl Owner {
     }
 }
 
-/// The files in the trash this run knows about: shared by the write path, which takes spares
+/// The files in the trash this run put there: shared by the write path, which takes spares
 /// from it, and the sweeper, which frees what is left.
-type Pile = Arc<Mutex<Vec<PathBuf>>>;
+#[derive(Default)]
+struct Heap {
+    /// Files that may become temp files.
+    spares: Vec<PathBuf>,
+    /// Files found not to fit (another owner, another link): only ever freed.
+    unfit: Vec<PathBuf>,
+}
+
+type Pile = Arc<Mutex<Heap>>;
 
 pub struct Trash {
     dir: PathBuf,
@@ -86,7 +94,7 @@ impl Trash {
             .open(&probe)
         {
             trash.own = file.metadata().ok().map(|m| Owner::of(&m));
-            trash.pile.lock().expect("trash pile").push(probe);
+            trash.spare(probe);
         }
         // One pending wake-up is enough: a sweep takes everything there is.
         let (wake, woken) = mpsc::sync_channel(1);
@@ -105,13 +113,17 @@ impl Trash {
         self.dir.join(format!("{}-{}", self.pid, self.next))
     }
 
+    fn spare(&self, path: PathBuf) {
+        self.pile.lock().expect("trash pile").spares.push(path);
+    }
+
     /// Take `path` out of its folder; the caller fsyncs that folder. A file already gone is
     /// fine (recovery redoes removals).
     pub fn remove(&mut self, path: &Path) -> Result<(), FsError> {
         let to = self.next_name();
         match fs::rename(path, &to) {
             Ok(()) => {
-                self.pile.lock().expect("trash pile").push(to);
+                self.spare(to);
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -126,7 +138,7 @@ impl Trash {
     pub fn keep(&mut self, path: &Path) {
         let to = self.next_name();
         if fs::hard_link(path, &to).is_ok() {
-            self.pile.lock().expect("trash pile").push(to);
+            self.spare(to);
         }
     }
 
@@ -142,25 +154,26 @@ impl Trash {
     fn reuse(&mut self, dest: &Path, bytes: &[u8]) -> Option<(PathBuf, Fingerprint)> {
         let own = self.own?;
         let dir = dest.parent()?;
-        let spare = self.pile.lock().expect("trash pile").pop()?;
-        let tmp = fsops::temp_path(dir);
-        // Renamed first, so the sweeper can no longer take it. On a failure (the folder does
-        // not exist yet, say) the spare goes back on the pile and a new file is created instead.
-        if fs::rename(&spare, &tmp).is_err() {
-            self.pile.lock().expect("trash pile").push(spare);
-            return None;
-        }
-        match overwrite(&tmp, bytes, own) {
-            Ok(fingerprint) => Some((tmp, fingerprint)),
-            Err(_) => {
-                // Not reusable after all (another owner, another link, a directory): back to the
-                // trash for the sweeper, or freed here if even that fails.
-                let back = self.next_name();
-                match fs::rename(&tmp, &back) {
-                    Ok(()) => self.pile.lock().expect("trash pile").push(back),
-                    Err(_) => drop(fs::remove_file(&tmp)),
+        loop {
+            let spare = self.pile.lock().expect("trash pile").spares.pop()?;
+            let tmp = fsops::temp_path(dir);
+            // Renamed first, so the sweeper can no longer take it. On a failure (the folder
+            // does not exist yet, say) the spare goes back and a new file is created instead.
+            if fs::rename(&spare, &tmp).is_err() {
+                self.spare(spare);
+                return None;
+            }
+            match overwrite(&tmp, bytes, own) {
+                Ok(fingerprint) => return Some((tmp, fingerprint)),
+                // Not reusable after all (another owner, another link, a directory): back to
+                // the trash to be freed, or freed here if even that fails; try the next one.
+                Err(_) => {
+                    let back = self.next_name();
+                    match fs::rename(&tmp, &back) {
+                        Ok(()) => self.pile.lock().expect("trash pile").unfit.push(back),
+                        Err(_) => drop(fs::remove_file(&tmp)),
+                    }
                 }
-                None
             }
         }
     }
@@ -219,7 +232,7 @@ fn sweep_until_closed(dir: &Path, pile: &Pile, woken: &Receiver<()>) {
 
 fn sweep(pile: &Pile) {
     let taken = std::mem::take(&mut *pile.lock().expect("trash pile"));
-    taken.iter().for_each(|p| free(p));
+    taken.spares.iter().chain(&taken.unfit).for_each(|p| free(p));
 }
 
 fn free(path: &Path) {
@@ -315,17 +328,26 @@ mod tests {
         assert_eq!(fingerprint.size, 6);
         assert_eq!(temp.parent(), Some(dest.as_path()));
 
-        // A file with another name elsewhere must not change under that name.
+        // A file with another name elsewhere must not change under that name; the next spare
+        // is taken instead.
+        let plain = inbox.join("t3.yaml");
+        std::fs::write(&plain, "t3\n").unwrap();
+        let plain_ino = std::fs::metadata(&plain).unwrap().ino();
+        trash.remove(&plain).unwrap();
         let shared = inbox.join("t2.yaml");
         std::fs::write(&shared, "kept\n").unwrap();
         std::fs::hard_link(&shared, tmp.path().join("elsewhere")).unwrap();
         trash.remove(&shared).unwrap();
         let (temp, fingerprint) = trash.create_temp(&dest.join("t2.yaml"), b"new\n").unwrap();
-        assert_ne!(
-            fingerprint.ino,
-            std::fs::metadata(tmp.path().join("elsewhere")).unwrap().ino()
+        assert_eq!(
+            fingerprint.ino, plain_ino,
+            "the spare after the linked one was not used"
         );
         assert_eq!(std::fs::read(&temp).unwrap(), b"new\n");
+        assert_eq!(std::fs::read(tmp.path().join("elsewhere")).unwrap(), b"kept\n");
+        // With no spare left, a new file is created.
+        let (temp, _) = trash.create_temp(&dest.join("t4.yaml"), b"t4\n").unwrap();
+        assert_eq!(std::fs::read(&temp).unwrap(), b"t4\n");
         assert_eq!(std::fs::read(tmp.path().join("elsewhere")).unwrap(), b"kept\n");
         drop(trash);
         assert_eq!(std::fs::read_dir(tmp.path().join("trash")).unwrap().count(), 0);
