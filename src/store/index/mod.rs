@@ -165,7 +165,9 @@ fn project_log(
     after: u64,
     empty: bool,
 ) -> Result<StreamEnd, IndexError> {
-    type Chunk = Vec<(Event, String, u64)>;
+    // Only the place of each line crosses over, not the line: its length and checksum are
+    // all the projection keeps of it.
+    type Chunk = Vec<(Event, read::Located)>;
     let tx = conn
         .transaction()
         .map_err(sql_err(db, "begin a transaction on"))?;
@@ -177,7 +179,7 @@ fn project_log(
         .spawn(move || {
             let mut chunk: Chunk = Vec::with_capacity(CHUNK);
             let end = logread::stream(&log_path, after, |ev, line, at| {
-                chunk.push((ev, line.to_string(), at));
+                chunk.push((ev, read::Located::of(line, at)));
                 if chunk.len() == CHUNK {
                     // Chunks come back to be dropped here: memory is freed by the thread
                     // that allocated it.
@@ -208,8 +210,8 @@ fn project_log(
         let mut st = Stmts::new(&tx)?;
         let mut projector = Projector::new(empty, after);
         for chunk in from_reader {
-            for (ev, line, at) in &chunk {
-                projector.apply(&mut st, ev, line, *at)?;
+            for (ev, at) in &chunk {
+                projector.apply(&mut st, ev, at)?;
             }
             let _ = to_reader.send(chunk);
             if projector.cached() >= FLUSH_AT_ROWS {
@@ -498,17 +500,11 @@ impl Index {
                 path: db.clone(),
                 detail: format!("event {} does not read back: {e}", ev.seq),
             })?;
+            let at = read::Located::of(&line, offset);
             projector
-                .apply(&mut st, &parsed, &line, offset)
+                .apply(&mut st, &parsed, &at)
                 .map_err(sql_err(&db, "write the projection into"))?;
-            last = Some((
-                ev.seq,
-                read::Located {
-                    offset,
-                    len: line.len() as u64,
-                    crc: project::line_crc(&line),
-                },
-            ));
+            last = Some((ev.seq, at));
             offset += line.len() as u64 + 1;
             applied += 1;
         }

@@ -6,6 +6,7 @@
 //! rebuild equals the incremental index. Touches only the index's tables (through the
 //! statements it is given): never the log, task files or the write side's state.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
@@ -13,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Statement, params};
 use serde_json::Value;
 
 use super::read::{
-    ATTEMPT_COLS, AttemptRow, PROBLEM_COLS, ProblemRow, RUN_COLS, RunRow, TASK_COLS, TaskRow,
+    ATTEMPT_COLS, AttemptRow, Located, PROBLEM_COLS, ProblemRow, RUN_COLS, RunRow, TASK_COLS, TaskRow,
     attempt_from_row, problem_from_row, run_from_row, task_from_row,
 };
 use crate::event::Event;
@@ -130,18 +131,25 @@ impl<K: Eq + Hash + Clone, T> Cache<K, T> {
     }
 
     /// Could the database or the cache hold a row for `key`?
-    fn may_exist(&self, key: &K) -> bool {
+    fn may_exist<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
         self.rows.contains_key(key) || self.written.as_ref().is_none_or(|w| w.contains(key))
     }
 
-    fn get(
+    /// The slot of `key`, loaded on first use; the key is copied only then.
+    fn get<Q: Hash + Eq + ToOwned<Owned = K> + ?Sized>(
         &mut self,
-        key: &K,
+        key: &Q,
         load: impl FnOnce() -> rusqlite::Result<Option<T>>,
-    ) -> rusqlite::Result<&mut Slot<T>> {
+    ) -> rusqlite::Result<&mut Slot<T>>
+    where
+        K: Borrow<Q>,
+    {
         if !self.rows.contains_key(key) {
             let row = if self.may_exist(key) { load()? } else { None };
-            self.rows.insert(key.clone(), Slot { row, dirty: false });
+            self.rows.insert(key.to_owned(), Slot { row, dirty: false });
         }
         Ok(self.rows.get_mut(key).expect("just inserted"))
     }
@@ -234,22 +242,10 @@ impl Projector {
     /// Apply one event, given its line as logged and the line's byte offset in the log. The
     /// events table locates each line (offset, length, checksum) rather than copying it: the
     /// log is the truth, and the index stays a fraction of its size.
-    pub(super) fn apply(
-        &mut self,
-        st: &mut Stmts,
-        ev: &Event,
-        line: &str,
-        offset: u64,
-    ) -> rusqlite::Result<()> {
+    pub(super) fn apply(&mut self, st: &mut Stmts, ev: &Event, at: &Located) -> rusqlite::Result<()> {
         self.last_seq = ev.seq;
-        st.insert_event.execute(params![
-            ev.seq,
-            ev.task_id,
-            ev.event,
-            offset,
-            line.len(),
-            line_crc(line)
-        ])?;
+        st.insert_event
+            .execute(params![ev.seq, ev.task_id, ev.event, at.offset, at.len, at.crc])?;
         if let Some(run_id) = &ev.run_id {
             self.run(st, ev, run_id)?;
         }
@@ -266,12 +262,11 @@ impl Projector {
     }
 
     fn run(&mut self, st: &mut Stmts, ev: &Event, run_id: &str) -> rusqlite::Result<()> {
-        let key = run_id.to_string();
-        let s = self.runs.get(&key, || {
+        let s = self.runs.get(run_id, || {
             st.select_run.query_row([run_id], run_from_row).optional()
         })?;
         let row = s.row.get_or_insert_with(|| RunRow {
-            run_id: key.clone(),
+            run_id: run_id.to_string(),
             first_seq: ev.seq,
             last_seq: ev.seq,
             started_at: ev.ts.clone(),
@@ -343,10 +338,9 @@ impl Projector {
         ) {
             return Ok(());
         }
-        let key = id.to_string();
         let s = self
             .tasks
-            .get(&key, || st.select_task.query_row([id], task_from_row).optional())?;
+            .get(id, || st.select_task.query_row([id], task_from_row).optional())?;
         if ev.event == "task_deleted" {
             if s.row.take().is_some() {
                 s.dirty = true;
@@ -365,7 +359,7 @@ impl Projector {
                 .and_then(Status::parse)
                 .unwrap_or(Status::Assigned);
             s.row = Some(TaskRow {
-                id: key.clone(),
+                id: id.to_string(),
                 title: String::new(),
                 agent: meta["agent"].as_str().unwrap_or_default().to_string(),
                 status: status.as_str().to_string(),

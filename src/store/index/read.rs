@@ -264,11 +264,22 @@ fn file_uri(path: &Path, params: &str) -> String {
 }
 
 /// Where the index says an event's line is in the log.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Located {
     pub(super) offset: u64,
     pub(super) len: u64,
     pub(super) crc: u32,
+}
+
+impl Located {
+    /// The place of `line` (without its newline), read at `offset`.
+    pub(super) fn of(line: &str, offset: u64) -> Located {
+        Located {
+            offset,
+            len: line.len() as u64,
+            crc: super::project::line_crc(line),
+        }
+    }
 }
 
 pub(super) fn locate(conn: &Connection, path: &Path, seq: u64) -> Result<Option<Located>, IndexError> {
