@@ -305,6 +305,14 @@ mod tests {
         assert_eq!(std::fs::read_dir(tmp.path().join("trash")).unwrap().count(), 0);
     }
 
+    /// Write `path`, remove it through the trash, and return its inode.
+    fn put_in_trash(trash: &mut Trash, path: &Path, text: &str) -> u64 {
+        std::fs::write(path, text).unwrap();
+        let ino = std::fs::metadata(path).unwrap().ino();
+        trash.remove(path).unwrap();
+        ino
+    }
+
     #[test]
     fn a_removed_file_becomes_the_next_temp_file_and_a_linked_one_never_does() {
         let tmp = tempfile::tempdir().unwrap();
@@ -315,10 +323,11 @@ mod tests {
         // The first spare is the probe; use it up.
         trash.create_temp(&dest.join("probe.yaml"), b"x").unwrap();
 
-        let old = inbox.join("t1.yaml");
-        std::fs::write(&old, "a longer text than the one that replaces it\n").unwrap();
-        let ino = std::fs::metadata(&old).unwrap().ino();
-        trash.remove(&old).unwrap();
+        let ino = put_in_trash(
+            &mut trash,
+            &inbox.join("t1.yaml"),
+            "a longer text than the one that replaces it\n",
+        );
         let (temp, fingerprint) = trash.create_temp(&dest.join("t1.yaml"), b"short\n").unwrap();
         assert_eq!(
             fingerprint.ino, ino,
@@ -330,10 +339,7 @@ mod tests {
 
         // A file with another name elsewhere must not change under that name; the next spare
         // is taken instead.
-        let plain = inbox.join("t3.yaml");
-        std::fs::write(&plain, "t3\n").unwrap();
-        let plain_ino = std::fs::metadata(&plain).unwrap().ino();
-        trash.remove(&plain).unwrap();
+        let plain_ino = put_in_trash(&mut trash, &inbox.join("t3.yaml"), "t3\n");
         let shared = inbox.join("t2.yaml");
         std::fs::write(&shared, "kept\n").unwrap();
         std::fs::hard_link(&shared, tmp.path().join("elsewhere")).unwrap();
