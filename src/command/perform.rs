@@ -201,6 +201,7 @@ impl Engine {
         if !stage.temps.is_empty() {
             fsops::sync_data_of(&stage.temps)?;
         }
+        self.trash.sync()?;
         for path in &stage.replaced {
             self.trash.keep(path);
         }

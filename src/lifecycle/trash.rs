@@ -17,7 +17,7 @@ use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -66,6 +66,8 @@ pub struct Trash {
     /// What the daemon's own new files look like; `None` when that could not be learnt (no
     /// reuse then).
     own: Option<Owner>,
+    /// A spare left the trash since the last `sync`.
+    taken: bool,
     wake: Option<SyncSender<()>>,
     sweeper: Option<JoinHandle<()>>,
 }
@@ -81,6 +83,7 @@ impl Trash {
             next: 0,
             pile: Pile::default(),
             own: None,
+            taken: false,
             wake: None,
             sweeper: None,
         };
@@ -163,6 +166,7 @@ impl Trash {
                 self.spare(spare);
                 return None;
             }
+            self.taken = true;
             match overwrite(&tmp, bytes, own) {
                 Ok(fingerprint) => return Some((tmp, fingerprint)),
                 // Not reusable after all (another owner, another link, a directory): back to
@@ -176,6 +180,17 @@ impl Trash {
                 }
             }
         }
+    }
+
+    /// Make the departure of the spares taken since the last call durable. The caller does
+    /// this before it makes their new names durable: otherwise a power loss could leave an
+    /// inode named both in the trash and in a task folder with one link, and the next start's
+    /// sweep would free a task file.
+    pub fn sync(&mut self) -> Result<(), FsError> {
+        if std::mem::take(&mut self.taken) {
+            fsops::fsync_dir(&self.dir)?;
+        }
+        Ok(())
     }
 
     /// Ask the sweeper to empty the trash.
@@ -206,7 +221,7 @@ const AT_MOST: Duration = Duration::from_secs(30);
 
 /// Sweep once the daemon has been quiet for `QUIET`: freeing inodes in the middle of a
 /// burst slows the burst's own file creations (ext4 without a journal skips inodes freed in
-/// the last half minute and scans on past them, see docs/benchmarks.md).
+/// the last minutes and scans on past them, see docs/benchmarks.md).
 fn sweep_until_closed(dir: &Path, pile: &Pile, woken: &Receiver<()>) {
     // What an earlier run left: every name without this run's prefix.
     let ours = format!("{}-", std::process::id());
@@ -216,15 +231,10 @@ fn sweep_until_closed(dir: &Path, pile: &Pile, woken: &Receiver<()>) {
             .filter(|e| !e.file_name().to_string_lossy().starts_with(&ours))
             .for_each(|e| free(&e.path()));
     }
+    // A closed channel (the daemon stopping) ends the wait at once and then the loop.
     while woken.recv().is_ok() {
         let first = Instant::now();
-        loop {
-            match woken.recv_timeout(QUIET) {
-                Ok(()) if first.elapsed() < AT_MOST => continue,
-                Ok(()) | Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => return sweep(pile),
-            }
-        }
+        while first.elapsed() < AT_MOST && woken.recv_timeout(QUIET).is_ok() {}
         sweep(pile);
     }
     sweep(pile);
@@ -263,7 +273,6 @@ fn overwrite(path: &Path, bytes: &[u8], own: Owner) -> io::Result<Fingerprint> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn removed_files_leave_their_folder_and_the_trash_empties() {
