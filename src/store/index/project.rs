@@ -122,7 +122,7 @@ struct Cache<K, T> {
     written: Option<HashSet<K, BuildHasherDefault<FxHasher>>>,
 }
 
-impl<K: Eq + Hash + Clone, T> Cache<K, T> {
+impl<K: Eq + Hash, T> Cache<K, T> {
     fn new(empty: bool) -> Cache<K, T> {
         Cache {
             rows: Map::default(),
@@ -239,9 +239,9 @@ impl Projector {
         self.last_seq
     }
 
-    /// Apply one event, given its line as logged and the line's byte offset in the log. The
-    /// events table locates each line (offset, length, checksum) rather than copying it: the
-    /// log is the truth, and the index stays a fraction of its size.
+    /// Apply one event, given where its line is in the log. The events table locates each
+    /// line (offset, length, checksum) rather than copying it: the log is the truth, and the
+    /// index stays a fraction of its size.
     pub(super) fn apply(&mut self, st: &mut Stmts, ev: &Event, at: &Located) -> rusqlite::Result<()> {
         self.last_seq = ev.seq;
         st.insert_event
