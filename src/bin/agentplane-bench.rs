@@ -1100,8 +1100,8 @@ impl Bench {
     }
 
     /// The same files moved one at a time with the daemon's own primitives (write temp +
-    /// fdatasync + rename + fsync dir, unlink + fsync dir), nothing else: the ceiling of any
-    /// design that makes each file durable on its own.
+    /// fdatasync + rename + fsync dir, the inbox file set aside + fsync dir), nothing else: the
+    /// ceiling of any design that makes each file durable on its own.
     fn per_file_reference(&self, n: usize) -> Res<f64> {
         let IntakeScratch {
             inbox,
