@@ -337,6 +337,13 @@ fn plain_key_end(line: &str) -> Option<usize> {
 
 /// Resolves the written key the way the parser does, quotes, escapes and all.
 fn key_name(key_text: &str) -> Option<String> {
+    if is_identifier(key_text) && reads_as_string(key_text) {
+        return Some(key_text.to_owned());
+    }
+    key_name_from_parser(key_text)
+}
+
+fn key_name_from_parser(key_text: &str) -> Option<String> {
     match parse_document(&format!("{key_text}: ~"), &Budget::default()) {
         Ok(Value::Object(map)) if map.len() == 1 => map.into_iter().next().map(|(k, _)| k),
         _ => None,
@@ -429,16 +436,58 @@ fn is_plain_safe(s: &str) -> bool {
     }
     // Our parser keeps these as strings (`.inf` has no JSON number), but other
     // tools people use on task files read them as floats or YAML 1.1 booleans.
-    if !matches!(Yaml::from_str(s), Yaml::String(_))
+    if !reads_as_string(s)
         || ["y", "n", "yes", "no", "on", "off"]
             .iter()
             .any(|word| s.eq_ignore_ascii_case(word))
     {
         return false;
     }
+    is_identifier(s) || is_timestamp(s) || parser_reads_back_plain(s)
+}
+
+/// The proof: `s: s` parses as exactly that one entry.
+fn parser_reads_back_plain(s: &str) -> bool {
     let mut expected = Map::new();
     expected.insert(s.to_owned(), Value::String(s.to_owned()));
     parse_document(&format!("{s}: {s}\n"), &Budget::default()).is_ok_and(|v| same_mapping(&v, &expected))
+}
+
+/// Read by the YAML core schema as a string (not a number, boolean or null)?
+fn reads_as_string(s: &str) -> bool {
+    matches!(Yaml::from_str(s), Yaml::String(_))
+}
+
+/// `status`, `in_progress`, `assigned_at`: a plain scalar with nothing in it that could
+/// start a comment, an indicator or a document marker, so it needs no proof from the
+/// parser. Keys and lifecycle values are nearly all of this shape, and the parser is the
+/// slowest part of an edit.
+fn is_identifier(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && s.len() <= 128
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The shape of the timestamps the daemon writes, `2026-02-05T15:00:00.123Z`: digits,
+/// dashes and colons not followed by a blank, so plain; one per transition.
+fn is_timestamp(s: &str) -> bool {
+    const SHAPE: &[u8] = b"0000-00-00T00:00:00";
+    let Some((head, fraction)) = s.strip_suffix('Z').and_then(|t| t.split_at_checked(SHAPE.len())) else {
+        return false;
+    };
+    let head_fits = head.bytes().zip(SHAPE).all(|(c, &shape)| {
+        if shape == b'0' {
+            c.is_ascii_digit()
+        } else {
+            c == shape
+        }
+    });
+    let fraction_fits = fraction.is_empty()
+        || fraction
+            .strip_prefix('.')
+            .is_some_and(|d| (1..=9).contains(&d.len()) && d.bytes().all(|c| c.is_ascii_digit()));
+    head_fits && fraction_fits
 }
 
 /// JSON-style double quoting, with every character that YAML does not treat as
@@ -785,7 +834,44 @@ assigned_at: 2026-02-05T15:00:00Z
         prop::collection::vec((any::<bool>(), key(), value()), 0..6)
     }
 
+    #[test]
+    fn shortcuts_skip_only_what_the_parser_would_prove() {
+        for word in [
+            "true",
+            "True",
+            "FALSE",
+            "null",
+            "Null",
+            "yes",
+            "no",
+            "on",
+            "status",
+            "in_progress",
+        ] {
+            assert_eq!(key_name(word), key_name_from_parser(word), "{word}");
+        }
+        for not_a_timestamp in [
+            "2026-02-05T14:00:00",
+            "2026-02-05T14:00:00.Z",
+            "2026-02-05 14:00:00Z",
+            "2026-02-05T14:00:00.1234567890Z",
+        ] {
+            assert!(!is_timestamp(not_a_timestamp), "{not_a_timestamp}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn shortcuts_agree_with_the_parser(
+            s in "[A-Za-z_][A-Za-z0-9_-]{0,30}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?Z",
+        ) {
+            prop_assert!(is_identifier(&s) || is_timestamp(&s));
+            if reads_as_string(&s) {
+                prop_assert!(parser_reads_back_plain(&s), "{s:?}");
+                prop_assert_eq!(key_name(&s), key_name_from_parser(&s));
+            }
+        }
+
         #[test]
         fn render_entry_round_trips(key in key(), value in value()) {
             let text = render_entry(&key, &value);
