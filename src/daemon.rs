@@ -102,8 +102,10 @@ pub fn ensure_folders(layout: &Layout) -> Result<(), fsops::FsError> {
 }
 
 /// Remove temp files a crash left behind (they are never read): in the task folders, the
-/// state directory (fingerprint cache) and `work/status/` (read models).
-fn clean_temp_files(engine: &Engine) {
+/// state directory (fingerprint cache) and `work/status/` (read models). A temp file names
+/// its writer's pid: one a live process is writing (`agentplane submit` or a command
+/// running right now, or this daemon's own threads) is left to it.
+fn clean_temp_files(engine: &Engine, started: SystemTime) {
     let collab = engine.layout.collab();
     let mut dirs = vec![
         collab.join("inbox"),
@@ -121,11 +123,35 @@ fn clean_temp_files(engine: &Engine) {
         let Ok(rd) = std::fs::read_dir(&dir) else { continue };
         for e in rd.filter_map(|e| e.ok()) {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".agentplane-") && name.ends_with(".tmp") {
+            if name.starts_with(".agentplane-") && name.ends_with(".tmp") && left_behind(&e, started) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
     }
+}
+
+/// Is the temp file `.agentplane-<pid>-<n>.tmp` a leftover? Yes when its writer is gone, or
+/// when it carries this daemon's pid but is older than this start (a pid reused across a
+/// reboot or in a container).
+fn left_behind(entry: &std::fs::DirEntry, started: SystemTime) -> bool {
+    let name = entry.file_name();
+    let pid = name
+        .to_str()
+        .and_then(|n| n.strip_prefix(".agentplane-"))
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<i32>().ok())
+        .filter(|&pid| pid > 0);
+    let Some(pid) = pid else { return true };
+    if pid as u32 == std::process::id() {
+        return entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|mtime| mtime < started);
+    }
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let alive = unsafe { libc::kill(pid, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    !alive
 }
 
 /// After a burst of this many events, freed memory is given back once the daemon has been
@@ -184,6 +210,9 @@ struct Daemon {
 
 async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> {
     let started = Instant::now();
+    // File times come from a coarse clock that can lag this one by a tick; a second of
+    // margin keeps this process's own first temp files from looking older than its start.
+    let start_time = SystemTime::now() - Duration::from_secs(1);
     // Before anything else: a stop request during recovery or right after READY must be
     // handled as one, not kill the process.
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -218,7 +247,7 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
         changed_paths: HashSet::new(),
         publish,
     };
-    clean_temp_files(&d.engine);
+    clean_temp_files(&d.engine, start_time);
     let mut started_ev = Event::new("daemon_started")
         .with_data("pid", serde_json::json!(std::process::id()))
         .with_data("version", serde_json::json!(env!("CARGO_PKG_VERSION")));

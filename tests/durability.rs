@@ -300,15 +300,21 @@ fn readiness_is_reported_to_systemd() {
 }
 
 #[test]
-fn temp_files_left_by_a_crash_are_removed_at_start() {
+fn temp_files_left_by_a_crash_are_removed_at_start_but_not_those_being_written() {
     let root = Root::new("agents:\n  human: {}\n");
+    // No process can have this pid (Linux's pid_max is at most 4,194,304).
     let leftovers = [
-        "work/collaboration/inbox/.agentplane-4242-1.tmp",
-        "work/collaboration/assigned/human/.agentplane-4242-2.tmp",
-        "work/.agentplane/.agentplane-4242-3.tmp",
-        "work/status/.agentplane-4242-4.tmp",
+        "work/collaboration/inbox/.agentplane-999999999-1.tmp",
+        "work/collaboration/assigned/human/.agentplane-999999999-2.tmp",
+        "work/.agentplane/.agentplane-999999999-3.tmp",
+        "work/status/.agentplane-999999999-4.tmp",
     ];
-    for rel in leftovers {
+    // A `submit` still writing: this test process is its live writer.
+    let in_progress = format!(
+        "work/collaboration/inbox/.agentplane-{}-1.tmp",
+        std::process::id()
+    );
+    for rel in leftovers.iter().copied().chain([in_progress.as_str()]) {
         let p = root.p(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, "half a file").unwrap();
@@ -317,6 +323,10 @@ fn temp_files_left_by_a_crash_are_removed_at_start() {
     for rel in leftovers {
         assert!(!root.p(rel).exists(), "{rel} is still there");
     }
+    assert!(
+        root.p(&in_progress).exists(),
+        "a live writer's temp file was removed"
+    );
     assert!(
         root.events_named("task_rejected").is_empty(),
         "{:#?}",
