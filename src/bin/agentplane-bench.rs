@@ -1409,15 +1409,6 @@ impl Bench {
         let t0 = Instant::now();
         let history = generate_history(&root, n)?;
         let events = history.events;
-        let (early, late) = if growth {
-            let stage_dir = root.join("stage");
-            (
-                stage(&stage_dir, "new", "bench", self.sizes.intake)?,
-                stage(&stage_dir, "late", "bench", self.sizes.intake)?,
-            )
-        } else {
-            (Vec::new(), Vec::new())
-        };
         sync_disks();
         println!(
             "large root: {n} task files ({} in assigned/, the rest in done/) + {events} events ({:.0} MiB) \
@@ -1493,11 +1484,12 @@ impl Bench {
                 Verdict::Info,
             );
         }
+        let dropped = if growth { self.sizes.intake } else { 0 };
         if growth {
-            self.growth(&d, &root, &early, n, "right after start")?;
+            self.growth(&d, &root, "new", n, "right after start")?;
         }
         if idle {
-            self.idle(&d, n + early.len())?;
+            self.idle(&d, n + dropped)?;
         } else if growth {
             std::thread::sleep(self.sizes.idle);
         }
@@ -1505,7 +1497,7 @@ impl Bench {
             self.queries(&root)?;
         }
         if growth {
-            self.growth(&d, &root, &late, n + early.len(), "steady state")?;
+            self.growth(&d, &root, "late", n + dropped, "steady state")?;
         }
         d.drain();
         let took = d.finish("the daemon on the large root")?;
@@ -1522,16 +1514,20 @@ impl Bench {
         Ok(())
     }
 
-    /// One drop into the large-root daemon, as a ratio to the empty-root intake.
-    fn growth(&mut self, d: &Daemon, root: &Path, names: &[String], present: usize, when: &str) -> Res<()> {
+    /// One drop into the large-root daemon, as a ratio to the empty-root intake. The files
+    /// are staged just before the drop, as for the empty root: files written minutes earlier
+    /// may have left the page cache (this VM pages out what has been cold for 60 s), and the
+    /// drop would then measure disk reads instead of the daemon.
+    fn growth(&mut self, d: &Daemon, root: &Path, prefix: &str, present: usize, when: &str) -> Res<()> {
         let empty = self.empty_intake.as_ref().expect("measured first").rate();
+        let names = stage(&root.join("stage"), prefix, "bench", self.sizes.intake)?;
         println!(
             "growth, {when}: intake of {} tasks with {present} tasks present",
             names.len()
         );
         let dest = collab(root, "assigned/bench");
         let already = yaml_count(&dest);
-        let run = timed_drop(d, root, names, &dest, already, self.sizes.drop_timeout)?;
+        let run = timed_drop(d, root, &names, &dest, already, self.sizes.drop_timeout)?;
         let ratio = run.rate() / empty;
         say(&format!("daemon, {present} present"), run.describe());
         say(
