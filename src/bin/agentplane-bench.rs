@@ -1878,9 +1878,10 @@ fn startup_baseline(root: &Path) -> Res<f64> {
 /// What SQLite alone costs for the rows of a rebuild: one row per event (seq, task id, event
 /// name: the key columns of the index's `events` table) inserted with one prepared statement
 /// in one transaction into a new file, without journal or syncs as the rebuild's scratch file,
-/// one fsync at the end.
+/// one fsync at the end. SQLite is configured as the daemon configures it.
 fn sqlite_insert_reference(dir: &Path, events: &[Event]) -> Res<f64> {
     let sql = |e: rusqlite::Error| format!("the SQLite reference: {e}");
+    agentplane::store::index::configure_sqlite();
     mkdirs(&[dir])?;
     let path = dir.join("rows.sqlite");
     let t0 = Instant::now();

@@ -350,6 +350,7 @@ impl Reader {
         } else {
             "mode=ro&immutable=1"
         };
+        super::configure_sqlite();
         let conn = Connection::open_with_flags(
             file_uri(db, params),
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -369,6 +370,7 @@ impl Reader {
     /// Project the log into a private in-memory database and read that.
     pub fn from_log(log: &Path) -> Result<(Reader, StreamEnd), IndexError> {
         let memory = Path::new(":memory:");
+        super::configure_sqlite();
         let mut conn = Connection::open_in_memory().map_err(sql_err(memory, "open"))?;
         super::create_tables(&conn, memory)?;
         conn.execute_batch(super::INDEXES)
