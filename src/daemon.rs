@@ -123,7 +123,7 @@ fn clean_temp_files(engine: &Engine, started: SystemTime) {
         let Ok(rd) = std::fs::read_dir(&dir) else { continue };
         for e in rd.filter_map(|e| e.ok()) {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".agentplane-") && name.ends_with(".tmp") && left_behind(&e, started) {
+            if fsops::is_temp_name(&name) && left_behind(&e, &name, started) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -133,13 +133,9 @@ fn clean_temp_files(engine: &Engine, started: SystemTime) {
 /// Is the temp file `.agentplane-<pid>-<n>.tmp` a leftover? Yes when its writer is gone, or
 /// when it carries this daemon's pid but is older than this start (a pid reused across a
 /// reboot or in a container).
-fn left_behind(entry: &std::fs::DirEntry, started: SystemTime) -> bool {
-    let name = entry.file_name();
-    let pid = name
-        .to_str()
-        .and_then(|n| n.strip_prefix(".agentplane-"))
-        .and_then(|rest| rest.split('-').next())
-        .and_then(|pid| pid.parse::<i32>().ok())
+fn left_behind(entry: &std::fs::DirEntry, name: &str, started: SystemTime) -> bool {
+    let pid = fsops::temp_name_pid(name)
+        .and_then(|pid| i32::try_from(pid).ok())
         .filter(|&pid| pid > 0);
     let Some(pid) = pid else { return true };
     if pid as u32 == std::process::id() {

@@ -132,14 +132,38 @@ pub fn create_dir_all(dir: &Path) -> Result<(), FsError> {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A dot-name in `dir` that no other writer uses: never read by the daemon, cleaned at start.
+const TEMP_PREFIX: &str = ".agentplane-";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// A dot-name in `dir` that no other writer uses, `.agentplane-<pid>-<n>.tmp`: never read by
+/// the daemon, cleaned at start once its writer is gone.
 pub fn temp_path(dir: &Path) -> PathBuf {
     static PID: OnceLock<u32> = OnceLock::new();
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     dir.join(format!(
-        ".agentplane-{}-{n}.tmp",
+        "{TEMP_PREFIX}{}-{n}{TEMP_SUFFIX}",
         PID.get_or_init(std::process::id)
     ))
+}
+
+/// Is `name` a temp file name of an agentplane process (`temp_path`)?
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
+}
+
+/// The pid of the process that made the temp file `name`, if the name carries one.
+pub fn temp_name_pid(name: &str) -> Option<u32> {
+    name.strip_prefix(TEMP_PREFIX)?.split('-').next()?.parse().ok()
+}
+
+/// Create a new file the way the daemon creates every file (owner-writable, world-readable);
+/// fails if `path` exists.
+pub fn create_new(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
 }
 
 /// Write `bytes` to a temp file next to `dest`, not yet synced: the caller makes a batch of
@@ -150,13 +174,7 @@ pub fn temp_path(dir: &Path) -> PathBuf {
 pub fn create_temp(dest: &Path, bytes: &[u8]) -> Result<(PathBuf, Fingerprint), FsError> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let tmp = temp_path(dir);
-    let create = || {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)
-    };
+    let create = || create_new(&tmp);
     let mut file = match create() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             create_dir_all(dir)?;
