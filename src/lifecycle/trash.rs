@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::fsops::{self, Fingerprint, FsError};
 
@@ -57,10 +57,10 @@ type Pile = Arc<Mutex<Heap>>;
 
 pub struct Trash {
     dir: PathBuf,
-    /// Names in the trash are `<pid>-<n>`: unique within this run, and what the start's sweep
-    /// tells apart from an earlier run's leftovers (one with the same pid is replaced by a
-    /// rename, or freed at the next start).
-    pid: u32,
+    /// Names in the trash are `<run>-<n>`, `<run>` being this process's pid and start time:
+    /// unique across runs even where every run gets the same pid (a container), and what the
+    /// start's sweep tells apart from an earlier run's leftovers.
+    run: String,
     next: u64,
     pile: Pile,
     /// What the daemon's own new files look like; `None` when that could not be learnt (no
@@ -77,9 +77,12 @@ impl Trash {
     /// run left there.
     pub fn open(dir: PathBuf) -> Result<Trash, FsError> {
         fsops::create_dir_all(&dir)?;
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         let mut trash = Trash {
             dir,
-            pid: std::process::id(),
+            run: format!("{}.{started}", std::process::id()),
             next: 0,
             pile: Pile::default(),
             own: None,
@@ -90,21 +93,17 @@ impl Trash {
         // A file created the way the daemon creates every file shows what its files look like;
         // it is the first spare.
         let probe = trash.next_name();
-        if let Ok(file) = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&probe)
-        {
+        if let Ok(file) = fsops::create_new(&probe) {
             trash.own = file.metadata().ok().map(|m| Owner::of(&m));
             trash.spare(probe);
         }
         // One pending wake-up is enough: a sweep takes everything there is.
         let (wake, woken) = mpsc::sync_channel(1);
         let (swept, pile) = (trash.dir.clone(), trash.pile.clone());
+        let ours = format!("{}-", trash.run);
         let sweeper = std::thread::Builder::new()
             .name("trash".into())
-            .spawn(move || sweep_until_closed(&swept, &pile, &woken))
+            .spawn(move || sweep_until_closed(&swept, &ours, &pile, &woken))
             .map_err(fsops::ctx("start the sweeper of", &trash.dir))?;
         trash.wake = Some(wake);
         trash.sweeper = Some(sweeper);
@@ -113,7 +112,7 @@ impl Trash {
 
     fn next_name(&mut self) -> PathBuf {
         self.next += 1;
-        self.dir.join(format!("{}-{}", self.pid, self.next))
+        self.dir.join(format!("{}-{}", self.run, self.next))
     }
 
     fn spare(&self, path: PathBuf) {
@@ -222,13 +221,12 @@ const AT_MOST: Duration = Duration::from_secs(30);
 /// Sweep once the daemon has been quiet for `QUIET`: freeing inodes in the middle of a
 /// burst slows the burst's own file creations (ext4 without a journal skips inodes freed in
 /// the last minutes and scans on past them, see docs/benchmarks.md).
-fn sweep_until_closed(dir: &Path, pile: &Pile, woken: &Receiver<()>) {
+fn sweep_until_closed(dir: &Path, ours: &str, pile: &Pile, woken: &Receiver<()>) {
     // What an earlier run left: every name without this run's prefix.
-    let ours = format!("{}-", std::process::id());
     if let Ok(entries) = fs::read_dir(dir) {
         entries
             .filter_map(Result::ok)
-            .filter(|e| !e.file_name().to_string_lossy().starts_with(&ours))
+            .filter(|e| !e.file_name().to_string_lossy().starts_with(ours))
             .for_each(|e| free(&e.path()));
     }
     // A closed channel (the daemon stopping) ends the wait at once and then the loop.
@@ -282,7 +280,11 @@ mod tests {
         let leftover_dir = tmp.path().join("trash");
         std::fs::create_dir(&leftover_dir).unwrap();
         std::fs::write(leftover_dir.join("0-1"), "left by a crash").unwrap();
+        // An earlier run with this very pid (a container gives every run the same one).
+        let same_pid = leftover_dir.join(format!("{}-1", std::process::id()));
+        std::fs::write(&same_pid, "left by a crash").unwrap();
         let mut trash = Trash::open(leftover_dir.clone()).unwrap();
+        assert!(trash.own.is_some(), "no probe: the spares would never be reused");
         for i in 0..50 {
             let f = folder.join(format!("t{i}.yaml"));
             std::fs::write(&f, "id: t").unwrap();
