@@ -131,22 +131,39 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
-/// Check the CRC of a line (without newline) and parse it.
-pub fn decode(line: &str) -> Result<Event, DecodeError> {
+/// A line's body (without the crc member and the closing brace) and the checksum it claims.
+fn split_crc(line: &str) -> Result<(&str, u32), DecodeError> {
     if line.len() < CRC_SUFFIX_LEN + 1 || !line.ends_with("\"}") {
         return Err(DecodeError::NoChecksum);
     }
-    let split = line.len() - CRC_SUFFIX_LEN;
-    let (body, suffix) = line.split_at(split);
+    let (body, suffix) = line.split_at(line.len() - CRC_SUFFIX_LEN);
     let hex = suffix
         .strip_prefix(r#","crc":""#)
         .and_then(|s| s.strip_suffix("\"}"))
         .ok_or(DecodeError::NoChecksum)?;
-    let want = u32::from_str_radix(hex, 16).map_err(|_| DecodeError::NoChecksum)?;
+    let claimed = u32::from_str_radix(hex, 16).map_err(|_| DecodeError::NoChecksum)?;
+    Ok((body, claimed))
+}
+
+/// The checksum a line (without newline) claims, if it ends in a crc member.
+pub fn claimed_crc(line: &str) -> Option<u32> {
+    split_crc(line).ok().map(|(_, claimed)| claimed)
+}
+
+/// The line's checksum, if the line carries it and its content matches it (no parsing).
+pub fn verified_crc(line: &str) -> Result<u32, DecodeError> {
+    let (body, claimed) = split_crc(line)?;
     let crc = crc32c::crc32c_append(crc32c::crc32c(body.as_bytes()), b"}");
-    if crc != want {
+    if crc != claimed {
         return Err(DecodeError::ChecksumMismatch);
     }
+    Ok(crc)
+}
+
+/// Check the CRC of a line (without newline) and parse it.
+pub fn decode(line: &str) -> Result<Event, DecodeError> {
+    verified_crc(line)?;
+    let body = &line[..line.len() - CRC_SUFFIX_LEN];
     let mut json = String::with_capacity(body.len() + 1);
     json.push_str(body);
     json.push('}');

@@ -1881,11 +1881,10 @@ fn startup_baseline(root: &Path) -> Res<f64> {
 /// one fsync at the end. SQLite is configured as the daemon configures it.
 fn sqlite_insert_reference(dir: &Path, events: &[Event]) -> Res<f64> {
     let sql = |e: rusqlite::Error| format!("the SQLite reference: {e}");
-    agentplane::store::index::configure_sqlite();
     mkdirs(&[dir])?;
     let path = dir.join("rows.sqlite");
     let t0 = Instant::now();
-    let mut conn = rusqlite::Connection::open(&path).map_err(sql)?;
+    let mut conn = agentplane::store::index::connect(&path, rusqlite::OpenFlags::default()).map_err(sql)?;
     conn.execute_batch(
         "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
          CREATE TABLE events (seq INTEGER PRIMARY KEY, task_id TEXT, event TEXT NOT NULL);",

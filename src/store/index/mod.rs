@@ -235,11 +235,24 @@ fn project_log(
     Ok(end)
 }
 
+/// Open a SQLite connection (a file, or a `file:` URI with `SQLITE_OPEN_URI`). Every
+/// connection this crate opens goes through here or `open_in_memory`, so SQLite is
+/// configured first.
+pub fn connect(target: impl AsRef<Path>, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    configure_sqlite();
+    Connection::open_with_flags(target, flags)
+}
+
+/// `connect` for a private in-memory database.
+fn open_in_memory() -> rusqlite::Result<Connection> {
+    configure_sqlite();
+    Connection::open_in_memory()
+}
+
 /// SQLite keeps allocation statistics under one global mutex unless told not to; nothing here
 /// reads them, and a rebuild allocates millions of times (rebuild time −4 %). SQLite accepts
-/// the setting only before it initialises, which its first connection does: every place that
-/// opens one calls this first.
-pub fn configure_sqlite() {
+/// the setting only before it initialises, which its first connection does.
+fn configure_sqlite() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // SAFETY: sqlite3_config must not run while SQLite is in use; it runs once, before
@@ -275,8 +288,7 @@ pub fn rebuild(db: &Path, log: &Path) -> Result<RebuildReport, IndexError> {
     for stale in [tmp.clone(), with_suffix(&tmp, "-journal")] {
         remove_if_present(&stale)?;
     }
-    configure_sqlite();
-    let mut conn = Connection::open_with_flags(
+    let mut conn = connect(
         &tmp,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
@@ -423,8 +435,7 @@ impl Index {
     }
 
     fn open_existing(db: &Path, log: &Path) -> Result<Index, IndexError> {
-        configure_sqlite();
-        let conn = Connection::open_with_flags(
+        let conn = connect(
             db,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )

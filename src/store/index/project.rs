@@ -582,15 +582,6 @@ impl Projector {
     }
 }
 
-/// The checksum a line carries in its `"crc":"xxxxxxxx"}` suffix (0 if it has none).
-pub(super) fn line_crc(line: &str) -> u32 {
-    line.len()
-        .checked_sub(10)
-        .and_then(|at| line.get(at..line.len() - 2))
-        .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-        .unwrap_or(0)
-}
-
 fn apply_meta(row: &mut TaskRow, meta: &Value) {
     if let Some(t) = meta["title"].as_str() {
         row.title = t.to_string();

@@ -277,7 +277,8 @@ impl Located {
         Located {
             offset,
             len: line.len() as u64,
-            crc: super::project::line_crc(line),
+            // A line the log reader decoded always carries its checksum.
+            crc: crate::event::claimed_crc(line).unwrap_or(0),
         }
     }
 }
@@ -297,17 +298,12 @@ pub(super) fn locate(conn: &Connection, path: &Path, seq: u64) -> Result<Option<
         .map_err(sql_err(path, "read the events of"))
 }
 
-/// Length of the `,"crc":"xxxxxxxx"}` suffix of every line.
-const CRC_SUFFIX_LEN: usize = 18;
-
 /// The line at `at` in the log, if it is there intact with the recorded checksum.
 fn read_located(file: &File, at: &Located) -> Option<String> {
     let mut buf = vec![0u8; usize::try_from(at.len).ok()?];
     file.read_exact_at(&mut buf, at.offset).ok()?;
     let line = String::from_utf8(buf).ok()?;
-    let body = line.get(..line.len().checked_sub(CRC_SUFFIX_LEN)?)?;
-    let crc = crc32c::crc32c_append(crc32c::crc32c(body.as_bytes()), b"}");
-    (super::project::line_crc(&line) == at.crc && crc == at.crc).then_some(line)
+    (crate::event::verified_crc(&line).ok()? == at.crc).then_some(line)
 }
 
 /// Open the log and read one located line (`None`: not there as recorded).
@@ -350,8 +346,7 @@ impl Reader {
         } else {
             "mode=ro&immutable=1"
         };
-        super::configure_sqlite();
-        let conn = Connection::open_with_flags(
+        let conn = super::connect(
             file_uri(db, params),
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
@@ -370,8 +365,7 @@ impl Reader {
     /// Project the log into a private in-memory database and read that.
     pub fn from_log(log: &Path) -> Result<(Reader, StreamEnd), IndexError> {
         let memory = Path::new(":memory:");
-        super::configure_sqlite();
-        let mut conn = Connection::open_in_memory().map_err(sql_err(memory, "open"))?;
+        let mut conn = super::open_in_memory().map_err(sql_err(memory, "open"))?;
         super::create_tables(&conn, memory)?;
         conn.execute_batch(super::INDEXES)
             .map_err(sql_err(memory, "create the indexes of"))?;
