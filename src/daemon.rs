@@ -157,7 +157,7 @@ const RELEASE_AFTER_EVENTS: u64 = 2_000;
 const RELEASE_WHEN_QUIET: Duration = Duration::from_secs(1);
 
 pub fn run(root: PathBuf, once: bool) -> Exit {
-    crate::memory::limit_arenas();
+    crate::memory::tune_allocator();
     // The watcher reports canonical paths; the root must be in the same form to match them.
     let root = std::fs::canonicalize(&root).unwrap_or(root);
     let layout = Layout::new(root);

@@ -9,7 +9,7 @@
 /// Measured with 110,000 tasks: 25–35 MB less idle RSS for the arenas, 2 MB less and a peak
 /// 20 MB lower for the threshold, no change in intake throughput (docs/benchmarks.md).
 /// Call before any thread is started.
-pub fn limit_arenas() {
+pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; called before other threads exist.
     unsafe {
