@@ -218,6 +218,78 @@ fn symlinks_fifos_and_directories_are_rejected_unfollowed() {
     assert!(root.events_named("task_assigned").is_empty());
 }
 
+/// A burst has its files read ahead on a helper thread; the decisions still come in name
+/// order, one file at a time, and every kind of entry gets the outcome it gets alone.
+#[test]
+fn a_burst_is_decided_in_name_order_with_every_outcome_intact() {
+    let root = Root::new(CFG);
+    for i in 0..30 {
+        root.drop_task(
+            &format!("t{i:02}.yaml"),
+            &format!("id: t{i:02}\nagent: bot\ntitle: task {i}\n"),
+        );
+    }
+    // The same id twice: the first by name is assigned, the second refused.
+    root.drop_task("dup-a.yaml", "id: same\nagent: bot\ntitle: first\n");
+    root.drop_task("dup-b.yaml", "id: same\nagent: bot\ntitle: second\n");
+    let broken: &[(&str, &[u8], &str)] = &[
+        ("broken.yaml", b"agent: bot\ntitle: [unclosed\n", "line"),
+        ("latin1.yaml", b"agent: bot\ntitle: caf\xe9\n", "UTF-8"),
+    ];
+    for (name, bytes, _) in broken {
+        std::fs::write(root.collab(&format!("inbox/{name}")), bytes).unwrap();
+    }
+    std::fs::create_dir(root.collab("inbox/dir.yaml")).unwrap();
+    std::os::unix::fs::symlink(root.p("nowhere.yaml"), root.collab("inbox/link.yaml")).unwrap();
+    std::fs::write(root.collab("inbox/notes.txt"), "not a task").unwrap();
+    // Old enough that the settle/grace waits do not apply.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    root.run_once_ok();
+
+    for i in 0..30 {
+        let rel = format!("assigned/bot/t{i:02}.yaml");
+        assert_eq!(root.field(&rel, "status").as_deref(), Some("assigned"), "{rel}");
+    }
+    assert_eq!(
+        root.field("assigned/bot/same.yaml", "title").as_deref(),
+        Some("first")
+    );
+    assert_rejected(
+        &root,
+        "dup-b.yaml",
+        b"id: same\nagent: bot\ntitle: second\n",
+        "duplicate",
+    );
+    for (name, bytes, why) in broken {
+        assert_rejected(&root, name, bytes, why);
+    }
+    assert!(root.collab("rejected/dir.yaml").is_dir());
+    assert!(
+        root.read("rejected/link.yaml.reason.yaml")
+            .contains("symbolic link")
+    );
+    assert!(
+        root.exists("inbox/notes.txt"),
+        "a file that is not YAML is left alone"
+    );
+    let assigned: Vec<String> = root
+        .events_named("task_assigned")
+        .iter()
+        .map(|e| e["task_id"].as_str().unwrap().to_string())
+        .collect();
+    let mut in_name_order = assigned.clone();
+    in_name_order.sort_by_key(|id| {
+        if id == "same" {
+            "dup-a".to_string()
+        } else {
+            id.clone()
+        }
+    });
+    assert_eq!(assigned, in_name_order, "decided out of name order");
+    assert_eq!(assigned.len(), 31);
+    assert_eq!(root.events_named("task_rejected").len(), 5);
+}
+
 #[test]
 fn alias_bomb_is_rejected() {
     let root = Root::new(CFG);
