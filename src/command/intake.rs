@@ -2,7 +2,9 @@
 //! or quiet for `settle_ms`), then validate it and either order its move to
 //! `assigned/<agent>/<id>.yaml` or its rejection to `rejected/` with a reason sidecar.
 //! Command files (a top-level `command` key) are handed to `commands`. Nothing is read through
-//! a symlink, and nothing that reaches the inbox disappears without an event.
+//! a symlink, and nothing that reaches the inbox disappears without an event. In a burst a
+//! read-ahead thread stats, reads and parses the files (`look`); it decides nothing and
+//! touches no state.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
