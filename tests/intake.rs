@@ -290,6 +290,65 @@ fn a_burst_is_decided_in_name_order_with_every_outcome_intact() {
     assert_eq!(root.events_named("task_rejected").len(), 5);
 }
 
+/// A file the daemon may not read is refused with a reason, and the daemon goes on: exiting
+/// on it would meet the same file at every restart. Run as root, the daemon is started as
+/// `nobody` (root reads every file).
+#[test]
+fn an_unreadable_file_is_rejected_and_the_daemon_goes_on() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = Root::new(CFG);
+    root.drop_task("fine.yaml", "id: fine\nagent: bot\ntitle: fine\n");
+    root.drop_task("secret.yaml", "id: secret\nagent: bot\ntitle: hidden\n");
+    let secret = root.collab("inbox/secret.yaml");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // Old enough that the settle wait does not apply.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let status = if unsafe { libc::geteuid() } == 0 {
+        // `nobody` needs the root and a binary it may run.
+        let bin = root.p("agentplane");
+        std::fs::copy(BIN, &bin).unwrap();
+        let chown = std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(root.path())
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .arg("--root")
+            .arg(root.path())
+            .args(["daemon", "--once"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("setpriv (util-linux)")
+    } else {
+        root.run_once().status
+    };
+    assert!(
+        status.success(),
+        "the daemon failed on an unreadable file: {status:?}"
+    );
+    assert_eq!(
+        root.field("assigned/bot/fine.yaml", "status").as_deref(),
+        Some("assigned")
+    );
+    assert!(!root.exists("inbox/secret.yaml"));
+    std::fs::set_permissions(
+        root.collab("rejected/secret.yaml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    assert_rejected(
+        &root,
+        "secret.yaml",
+        b"id: secret\nagent: bot\ntitle: hidden\n",
+        "may not read",
+    );
+    assert!(root.read("rejected/secret.yaml.reason.yaml").contains("chmod"));
+}
+
 #[test]
 fn alias_bomb_is_rejected() {
     let root = Root::new(CFG);

@@ -309,6 +309,16 @@ impl Engine {
             Body::Unreadable(ReadRefusal::Io(e)) if e.source.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(None);
             }
+            // Not the daemon's to read: refused like any bad file. Exiting on it would meet
+            // the same file at every restart.
+            Body::Unreadable(ReadRefusal::Io(e))
+                if e.source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                self.reject(&file, Refusal::new(
+                    format!("the daemon may not read the file ({})", e.source),
+                    "make the file readable by the daemon's user (chmod a+r) and drop it into inbox/ again"));
+                return Ok(None);
+            }
             Body::Unreadable(ReadRefusal::Io(e)) => return Err(e.into()),
             Body::Unreadable(_) => {
                 // Swapped for a special file between listing and opening: look again.
