@@ -193,28 +193,24 @@ impl Engine {
         Ok(())
     }
 
-    /// Carry out a stage: sync the new data, rename it into place, fsync the trash (where the
-    /// temp files were) and then those directories, then remove the sources and fsync their
-    /// directories. Removed and replaced files go to the trash; the sweeper frees them off the
-    /// ack path.
+    /// Carry out a stage: sync the new data, rename it into place, fsync those directories,
+    /// then remove the sources and fsync their directories. Removed and replaced files go to
+    /// the trash; the sweeper frees them off the ack path.
     pub(super) fn flush(&mut self, stage: &mut Stage) -> Result<(), Fatal> {
         let stage = std::mem::take(stage);
         if !stage.temps.is_empty() {
             fsops::sync_data_of(&stage.temps)?;
         }
+        self.trash.sync()?;
         for path in &stage.replaced {
             self.trash.keep(path);
         }
         let mut dirs = BTreeSet::new();
         for (from, to) in &stage.renames {
             fsops::rename(from, to)?;
-            if !self.trash.holds(from) {
-                dirs.insert(parent(from));
-            }
+            dirs.insert(parent(from));
             dirs.insert(parent(to));
         }
-        // The temp files' departure from the trash is durable before their new names are.
-        self.trash.sync()?;
         for dir in &dirs {
             fsops::fsync_dir(dir)?;
         }

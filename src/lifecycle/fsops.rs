@@ -1,7 +1,6 @@
 //! Durable file primitives. `rename` is atomic but not durable, so every change goes
-//! temp file → fsync file → rename → fsync directory; a move fsyncs both directories. The
-//! temp file is next to its destination here; the daemon's write path makes its own in the
-//! trash (`lifecycle::trash`). Reads never follow symlinks and never read more than a cap.
+//! temp file in the destination directory → fsync file → rename → fsync directory; a move
+//! fsyncs both directories. Reads never follow symlinks and never read more than a cap.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -173,38 +172,28 @@ pub fn create_new(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// The directory `dest` goes into, created when missing (an agent's first task, or one
-/// removed by hand) with its own entry made durable, as the file that goes into it will be.
-pub fn ensure_dir_of(dest: &Path) -> Result<fs::Metadata, FsError> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    match fs::metadata(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            create_dir_all(dir)?;
-            fsync_dir(dir.parent().unwrap_or(Path::new(".")))?;
-            fs::metadata(dir).map_err(ctx("stat", dir))
-        }
-        other => other.map_err(ctx("stat", dir)),
-    }
-}
-
-/// Create `path` (`create_new`) holding `bytes`, not yet synced; the fingerprint is that of
-/// the content just written.
-pub fn write_new(path: &Path, bytes: &[u8]) -> Result<Fingerprint, FsError> {
-    let mut file = create_new(path).map_err(ctx("create", path))?;
-    file.write_all(bytes).map_err(ctx("write", path))?;
-    let meta = file.metadata().map_err(ctx("stat", path))?;
-    Ok(Fingerprint::of(&meta))
-}
-
 /// Write `bytes` to a temp file next to `dest`, not yet synced: the caller makes a batch of
 /// them durable at once (`sync_data_of`) before renaming them into place. The fingerprint is
 /// that of the content just written; a rename keeps it, so a later edit by someone else is
-/// always told apart from the daemon's own write. The directory is created when missing.
+/// always told apart from the daemon's own write.
+/// The directory is created when missing (an agent's first task, or one removed by hand).
 pub fn create_temp(dest: &Path, bytes: &[u8]) -> Result<(PathBuf, Fingerprint), FsError> {
-    ensure_dir_of(dest)?;
-    let tmp = temp_path(dest.parent().unwrap_or(Path::new(".")));
-    let fingerprint = write_new(&tmp, bytes)?;
-    Ok((tmp, fingerprint))
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let tmp = temp_path(dir);
+    let create = || create_new(&tmp);
+    let mut file = match create() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            create_dir_all(dir)?;
+            // The new directory's own entry must survive a power loss like the file will.
+            fsync_dir(dir.parent().unwrap_or(Path::new(".")))?;
+            create()
+        }
+        other => other,
+    }
+    .map_err(ctx("create", &tmp))?;
+    file.write_all(bytes).map_err(ctx("write", &tmp))?;
+    let meta = file.metadata().map_err(ctx("stat", &tmp))?;
+    Ok((tmp, Fingerprint::of(&meta)))
 }
 
 /// Write `bytes` to a temp file next to `dest` and fsync it; the caller renames it into place.

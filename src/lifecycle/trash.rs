@@ -1,19 +1,15 @@
 //! Files leave the task folders without being freed on the ack path, and their inodes are
 //! used again. The write path takes a file out of its folder by renaming it into
 //! `work/.agentplane/trash/` (a directory entry moved, nothing freed), and keeps a file it is
-//! about to replace alive there by a hard link. The write path's temp files are made in the
-//! trash too, and renamed from there into place: the next one is such a spare, overwritten
-//! where it lies, when it is a plain file of the daemon's own owner and mode with no other
-//! link; so a burst neither allocates nor frees inodes, and a task folder (watched by the
-//! daemon and by others) sees one rename per new file instead of a temp file's creation,
-//! writes and rename. A background thread unlinks the spares once the daemon has been quiet
-//! for a second. Why: freeing an inode can wait on the disk (ext4 mounted with `discard` and
-//! without a journal discards the blocks inside `unlink`), allocating one scans past every
-//! inode freed in the last minutes on such a filesystem, and every change in a watched folder
-//! wakes its watchers; docs/benchmarks.md has the measurements.
+//! about to replace alive there by a hard link. The next temp file the daemon needs is such a
+//! spare, renamed next to its destination and overwritten, when it is a plain file of the
+//! daemon's own owner and mode with no other link; so a burst neither allocates nor frees
+//! inodes. A background thread unlinks the spares once the daemon has been quiet for a second.
+//! Why: freeing an inode can wait on the disk (ext4 mounted with `discard` and without a
+//! journal discards the blocks inside `unlink`), and allocating one scans past every inode
+//! freed in the last minutes on such a filesystem; docs/benchmarks.md has the measurements.
 //!
-//! The trash is never read (a spare is only overwritten). What a crash leaves in it, temp
-//! files included, is removed by the next start's sweep.
+//! The trash is never read. What a crash leaves in it is removed by the next start's sweep.
 //! May not: remove anything outside the trash directory, except a file it was asked to remove
 //! and could not move there (another filesystem), or a temp file it created itself.
 
@@ -70,9 +66,7 @@ pub struct Trash {
     /// What the daemon's own new files look like; `None` when that could not be learnt (no
     /// reuse then).
     own: Option<Owner>,
-    /// The trash's filesystem: a temp file made here can be renamed only onto it.
-    dev: u64,
-    /// A temp file was made in the trash since the last `sync`; it leaves by a rename.
+    /// A spare left the trash since the last `sync`.
     taken: bool,
     wake: Option<SyncSender<()>>,
     sweeper: Option<JoinHandle<()>>,
@@ -83,7 +77,6 @@ impl Trash {
     /// run left there.
     pub fn open(dir: PathBuf) -> Result<Trash, FsError> {
         fsops::create_dir_all(&dir)?;
-        let dev = fs::metadata(&dir).map_err(fsops::ctx("stat", &dir))?.dev();
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -93,7 +86,6 @@ impl Trash {
             next: 0,
             pile: Pile::default(),
             own: None,
-            dev,
             taken: false,
             wake: None,
             sweeper: None,
@@ -152,54 +144,52 @@ impl Trash {
         }
     }
 
-    /// `bytes` in a temp file for `dest`, not yet synced, with the fingerprint of what was
-    /// written. The temp file is in the trash — a spare when one fits, else a new file — so
-    /// writing it wakes no watcher of `dest`'s folder and that folder changes once, by the
-    /// rename into place. Where the trash cannot be used (`dest` on another filesystem, or no
-    /// file could be made in the trash at open), `fsops::create_temp` next to `dest`.
+    /// `fsops::create_temp`, on a spare inode when there is one that fits: `bytes` in a temp
+    /// file next to `dest`, not yet synced, with the fingerprint of what was written.
     pub fn create_temp(&mut self, dest: &Path, bytes: &[u8]) -> Result<(PathBuf, Fingerprint), FsError> {
-        let Some(own) = self.own else {
-            return fsops::create_temp(dest, bytes);
-        };
-        if fsops::ensure_dir_of(dest)?.dev() != self.dev {
-            return fsops::create_temp(dest, bytes);
-        }
-        self.taken = true;
-        if let Some(written) = self.reuse(bytes, own) {
+        if let Some(written) = self.reuse(dest, bytes) {
             return Ok(written);
         }
-        let tmp = self.next_name();
-        let fingerprint = fsops::write_new(&tmp, bytes)?;
-        Ok((tmp, fingerprint))
+        fsops::create_temp(dest, bytes)
     }
 
-    fn reuse(&mut self, bytes: &[u8], own: Owner) -> Option<(PathBuf, Fingerprint)> {
+    fn reuse(&mut self, dest: &Path, bytes: &[u8]) -> Option<(PathBuf, Fingerprint)> {
+        let own = self.own?;
+        let dir = dest.parent()?;
         loop {
-            // Out of the pile, a spare is out of the sweeper's reach.
             let spare = self.pile.lock().expect("trash pile").spares.pop()?;
-            match overwrite(&spare, bytes, own) {
-                Ok(fingerprint) => return Some((spare, fingerprint)),
-                // Not reusable after all (another owner, another link, a directory): left to
-                // be freed; try the next one.
-                Err(_) => self.pile.lock().expect("trash pile").unfit.push(spare),
+            let tmp = fsops::temp_path(dir);
+            // Renamed first, so the sweeper can no longer take it. On a failure (the folder
+            // does not exist yet, say) the spare goes back and a new file is created instead.
+            if fs::rename(&spare, &tmp).is_err() {
+                self.spare(spare);
+                return None;
+            }
+            self.taken = true;
+            match overwrite(&tmp, bytes, own) {
+                Ok(fingerprint) => return Some((tmp, fingerprint)),
+                // Not reusable after all (another owner, another link, a directory): back to
+                // the trash to be freed, or freed here if even that fails; try the next one.
+                Err(_) => {
+                    let back = self.next_name();
+                    match fs::rename(&tmp, &back) {
+                        Ok(()) => self.pile.lock().expect("trash pile").unfit.push(back),
+                        Err(_) => drop(fs::remove_file(&tmp)),
+                    }
+                }
             }
         }
     }
 
-    /// Make the departure of the temp files renamed out of the trash since the last call
-    /// durable. The caller does this after those renames and before it fsyncs their new
-    /// folders: otherwise a power loss could leave an inode named both in the trash and in a
-    /// task folder with one link, and the next start's sweep would free a task file.
+    /// Make the departure of the spares taken since the last call durable. The caller does
+    /// this before it makes their new names durable: otherwise a power loss could leave an
+    /// inode named both in the trash and in a task folder with one link, and the next start's
+    /// sweep would free a task file.
     pub fn sync(&mut self) -> Result<(), FsError> {
         if std::mem::take(&mut self.taken) {
             fsops::fsync_dir(&self.dir)?;
         }
         Ok(())
-    }
-
-    /// Is `path` in the trash (a temp file `create_temp` made there)?
-    pub fn holds(&self, path: &Path) -> bool {
-        path.parent() == Some(self.dir.as_path())
     }
 
     /// Ask the sweeper to empty the trash.
@@ -334,36 +324,29 @@ mod tests {
         ino
     }
 
-    /// `create_temp` for `dest`, renamed into place as `flush` does; the written inode.
-    fn write_into_place(trash: &mut Trash, dest: &Path, bytes: &[u8]) -> Fingerprint {
-        let (temp, fingerprint) = trash.create_temp(dest, bytes).unwrap();
-        assert!(trash.holds(&temp), "{} is not in the trash", temp.display());
-        std::fs::rename(&temp, dest).unwrap();
-        trash.sync().unwrap();
-        assert_eq!(std::fs::read(dest).unwrap(), bytes);
-        fingerprint
-    }
-
     #[test]
     fn a_removed_file_becomes_the_next_temp_file_and_a_linked_one_never_does() {
         let tmp = tempfile::tempdir().unwrap();
         let (inbox, dest) = (tmp.path().join("inbox"), tmp.path().join("assigned"));
         std::fs::create_dir(&inbox).unwrap();
+        std::fs::create_dir(&dest).unwrap();
         let mut trash = Trash::open(tmp.path().join("trash")).unwrap();
-        // The first spare is the probe; use it up. Its folder does not exist yet.
-        write_into_place(&mut trash, &dest.join("probe.yaml"), b"x");
+        // The first spare is the probe; use it up.
+        trash.create_temp(&dest.join("probe.yaml"), b"x").unwrap();
 
         let ino = put_in_trash(
             &mut trash,
             &inbox.join("t1.yaml"),
             "a longer text than the one that replaces it\n",
         );
-        let fingerprint = write_into_place(&mut trash, &dest.join("t1.yaml"), b"short\n");
+        let (temp, fingerprint) = trash.create_temp(&dest.join("t1.yaml"), b"short\n").unwrap();
         assert_eq!(
             fingerprint.ino, ino,
             "the removed file's inode was not used again"
         );
+        assert_eq!(std::fs::read(&temp).unwrap(), b"short\n");
         assert_eq!(fingerprint.size, 6);
+        assert_eq!(temp.parent(), Some(dest.as_path()));
 
         // A file with another name elsewhere must not change under that name; the next spare
         // is taken instead.
@@ -372,45 +355,18 @@ mod tests {
         std::fs::write(&shared, "kept\n").unwrap();
         std::fs::hard_link(&shared, tmp.path().join("elsewhere")).unwrap();
         trash.remove(&shared).unwrap();
-        let fingerprint = write_into_place(&mut trash, &dest.join("t2.yaml"), b"new\n");
+        let (temp, fingerprint) = trash.create_temp(&dest.join("t2.yaml"), b"new\n").unwrap();
         assert_eq!(
             fingerprint.ino, plain_ino,
             "the spare after the linked one was not used"
         );
+        assert_eq!(std::fs::read(&temp).unwrap(), b"new\n");
         assert_eq!(std::fs::read(tmp.path().join("elsewhere")).unwrap(), b"kept\n");
         // With no spare left, a new file is created.
-        write_into_place(&mut trash, &dest.join("t4.yaml"), b"t4\n");
+        let (temp, _) = trash.create_temp(&dest.join("t4.yaml"), b"t4\n").unwrap();
+        assert_eq!(std::fs::read(&temp).unwrap(), b"t4\n");
         assert_eq!(std::fs::read(tmp.path().join("elsewhere")).unwrap(), b"kept\n");
         drop(trash);
         assert_eq!(std::fs::read_dir(tmp.path().join("trash")).unwrap().count(), 0);
-        let mut left: Vec<_> = std::fs::read_dir(&dest)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        left.sort();
-        assert_eq!(
-            left,
-            ["probe.yaml", "t1.yaml", "t2.yaml", "t4.yaml"],
-            "no temp file next to the tasks"
-        );
-    }
-
-    #[test]
-    fn a_temp_file_for_another_filesystem_is_made_next_to_its_destination() {
-        let trash_dir = tempfile::tempdir().unwrap();
-        let elsewhere = tempfile::tempdir_in("/dev/shm").unwrap();
-        let dev = |p: &Path| std::fs::metadata(p).unwrap().dev();
-        assert_ne!(
-            dev(trash_dir.path()),
-            dev(elsewhere.path()),
-            "the test needs two filesystems"
-        );
-        let mut trash = Trash::open(trash_dir.path().join("trash")).unwrap();
-        let dest = elsewhere.path().join("assigned/t1.yaml");
-        let (temp, _) = trash.create_temp(&dest, b"t1\n").unwrap();
-        assert_eq!(temp.parent(), dest.parent());
-        assert!(fsops::is_temp_name(&temp.file_name().unwrap().to_string_lossy()));
-        std::fs::rename(&temp, &dest).unwrap();
-        assert_eq!(std::fs::read(&dest).unwrap(), b"t1\n");
     }
 }
