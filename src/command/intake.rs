@@ -2,14 +2,10 @@
 //! or quiet for `settle_ms`), then validate it and either order its move to
 //! `assigned/<agent>/<id>.yaml` or its rejection to `rejected/` with a reason sidecar.
 //! Command files (a top-level `command` key) are handed to `commands`. Nothing is read through
-//! a symlink, and nothing that reaches the inbox disappears without an event. In a burst a
-//! read-ahead thread stats, reads and parses the files (`look`); it decides nothing and
-//! touches no state.
+//! a symlink, and nothing that reaches the inbox disappears without an event.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Map, Value, json};
@@ -19,7 +15,7 @@ use super::{Engine, Fatal};
 use crate::clock;
 use crate::event::Event;
 use crate::layout::{self, Layout};
-use crate::lifecycle::fsops::{self, Fingerprint, ReadRefusal};
+use crate::lifecycle::fsops::{self, ReadRefusal};
 use crate::task::{self, Status, Task, yaml};
 
 /// What the watcher told us about an inbox file.
@@ -104,88 +100,6 @@ pub fn parse_mapping(text: &str) -> Result<Map<String, Value>, Refusal> {
     }
 }
 
-/// How long before `at` the file was last modified.
-fn age_at(meta: &fs::Metadata, at: SystemTime) -> Duration {
-    at.duration_since(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH))
-        .unwrap_or(Duration::ZERO)
-}
-
-/// Broken files written within the last second (as of `at`) get another look before being
-/// rejected.
-fn recently_modified(meta: &fs::Metadata, at: SystemTime, settle: Duration) -> Option<Instant> {
-    let grace = Duration::from_secs(1).max(settle * 4);
-    let age = age_at(meta, at);
-    (age < grace).then(|| Instant::now() + (grace - age))
-}
-
-/// An inbox entry as read, before anything is decided about it. Reading and parsing need no
-/// state, so in a burst a helper thread does them ahead of the decisions, on the other core.
-struct Look {
-    name: String,
-    /// `None`: gone since the listing.
-    meta: Option<fs::Metadata>,
-    /// When `meta` was taken: whether a write may still be going on is judged as of then.
-    at: SystemTime,
-    body: Body,
-}
-
-enum Body {
-    /// Not a regular `.yaml` file: not read.
-    Skipped,
-    Unreadable(ReadRefusal),
-    /// `doc` is `None` when the bytes are not UTF-8.
-    Read {
-        bytes: Vec<u8>,
-        fingerprint: Fingerprint,
-        doc: Option<Result<Map<String, Value>, Refusal>>,
-    },
-}
-
-/// Stat, read and parse the inbox entry `name`.
-fn look(inbox: &Path, name: &str, max: u64) -> Look {
-    let path = inbox.join(name);
-    let meta = fs::symlink_metadata(&path).ok();
-    let at = SystemTime::now();
-    let body = match &meta {
-        Some(m) if m.file_type().is_file() && layout::is_yaml_name(name) => {
-            match fsops::read_regular(&path, max) {
-                Ok((bytes, fingerprint)) => {
-                    let doc = std::str::from_utf8(&bytes).ok().map(parse_mapping);
-                    Body::Read {
-                        bytes,
-                        fingerprint,
-                        doc,
-                    }
-                }
-                Err(refusal) => Body::Unreadable(refusal),
-            }
-        }
-        _ => Body::Skipped,
-    };
-    Look {
-        name: name.to_string(),
-        meta,
-        at,
-        body,
-    }
-}
-
-/// An inbox this large has its files read on a helper thread; a smaller one is not worth
-/// starting a thread for.
-const BURST: usize = 16;
-/// The helper hands its reads over this many at a time: one wake-up of the other thread per
-/// handover, not per file.
-const HANDOVER: usize = 64;
-/// How many handovers the helper may be ahead of the decisions.
-const AHEAD: usize = 4;
-
-/// Where an intake round stands.
-#[derive(Default)]
-struct Round {
-    handled: usize,
-    recheck: Option<Instant>,
-}
-
 impl Engine {
     /// Process every ready file in the inbox. Returns the earliest moment a not-yet-ready file
     /// should be looked at again.
@@ -207,64 +121,33 @@ impl Engine {
             .map(|n| format!("work/collaboration/inbox/{n}"))
             .collect();
         self.inbox_hints.retain(|rel, _| present.contains(rel));
-        let max = self.config.max_task_bytes;
-        let mut round = Round::default();
-        std::thread::scope(|scope| -> Result<(), Fatal> {
-            let (tx, rx) = mpsc::sync_channel::<Vec<Look>>(AHEAD);
-            let (names, inbox) = (&names, &inbox);
-            let reader = (names.len() >= BURST)
-                .then(|| {
-                    std::thread::Builder::new()
-                        .name("intake-read".into())
-                        .spawn_scoped(scope, move || {
-                            for chunk in names.chunks(HANDOVER) {
-                                let looks = chunk.iter().map(|n| look(inbox, n, max)).collect();
-                                if tx.send(looks).is_err() {
-                                    break;
-                                }
-                            }
-                        })
-                        .ok()
-                })
-                .flatten();
-            if reader.is_some() {
-                for looked in rx.into_iter().flatten() {
-                    self.take(looked, &mut round)?;
-                }
+        let mut recheck: Option<Instant> = None;
+        let mut handled = 0;
+        for name in names {
+            if let Some(at) = self.intake_one(&name)? {
+                recheck = Some(recheck.map_or(at, |r: Instant| r.min(at)));
             } else {
-                for name in names {
-                    self.take(look(inbox, name, max), &mut round)?;
-                }
+                handled += 1;
             }
-            Ok(())
-        })?;
+            if handled % BATCH == BATCH - 1 {
+                self.commit()?;
+            }
+        }
         self.commit()?;
-        Ok(round.recheck)
+        Ok(recheck)
     }
 
-    fn take(&mut self, looked: Look, round: &mut Round) -> Result<(), Fatal> {
-        if let Some(at) = self.intake_one(looked)? {
-            round.recheck = Some(round.recheck.map_or(at, |r: Instant| r.min(at)));
-        } else {
-            round.handled += 1;
-        }
-        if round.handled % BATCH == BATCH - 1 {
-            self.commit()?;
-        }
-        Ok(())
-    }
-
-    /// Decide about one inbox entry. `Some(t)`: not ready yet, look again at `t`.
-    fn intake_one(&mut self, looked: Look) -> Result<Option<Instant>, Fatal> {
-        let Look { name, meta, at, body } = looked;
-        let Some(meta) = meta else {
+    /// Handle one inbox entry. `Some(t)`: not ready yet, look again at `t`.
+    fn intake_one(&mut self, name: &str) -> Result<Option<Instant>, Fatal> {
+        let path = self.layout.inbox().join(name);
+        let rel = self.layout.rel(&path);
+        let Ok(meta) = fs::symlink_metadata(&path) else {
             return Ok(None);
         };
-        let rel = self.layout.rel(&self.layout.inbox().join(&name));
         let ft = meta.file_type();
         let mut file = InboxFile {
             rel: rel.clone(),
-            name,
+            name: name.to_string(),
             ino: meta.ino(),
             crc: None,
         };
@@ -287,46 +170,37 @@ impl Engine {
             );
             return Ok(None);
         }
-        if !layout::is_yaml_name(&file.name) {
+        if !layout::is_yaml_name(name) {
             return Ok(None);
         }
-        if let Some(again) = self.not_settled(&rel, &meta, at) {
-            return Ok(Some(again));
+        if let Some(at) = self.not_settled(&rel, &meta) {
+            return Ok(Some(at));
         }
-        let (bytes, fingerprint, doc) = match body {
-            Body::Read {
-                bytes,
-                fingerprint,
-                doc,
-            } => (bytes, fingerprint, doc),
-            Body::Skipped => return Ok(None),
-            Body::Unreadable(ReadRefusal::TooLarge { size, max }) => {
+        let (bytes, fingerprint) = match fsops::read_task_file(&path, self.config.max_task_bytes) {
+            Ok(read) => read,
+            Err(ReadRefusal::TooLarge { size, max }) => {
                 self.reject(&file, Refusal::new(
                     format!("the file is {size} bytes, over max_task_bytes ({max})"),
                     "shorten the task (put long material in a file and list it under artefacts) or raise max_task_bytes"));
                 return Ok(None);
             }
-            Body::Unreadable(ReadRefusal::Io(e)) if e.source.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(None);
-            }
+            Err(ReadRefusal::Io(e)) if e.source.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             // Not the daemon's to read: refused like any bad file. Exiting on it would meet
             // the same file at every restart.
-            Body::Unreadable(ReadRefusal::Io(e))
-                if e.source.kind() == std::io::ErrorKind::PermissionDenied =>
-            {
+            Err(ReadRefusal::Io(e)) if e.source.kind() == std::io::ErrorKind::PermissionDenied => {
                 self.reject(&file, Refusal::new(
                     format!("the daemon may not read the file ({})", e.source),
                     "make the file readable by the daemon's user (chmod a+r) and drop it into inbox/ again"));
                 return Ok(None);
             }
-            Body::Unreadable(ReadRefusal::Io(e)) => return Err(e.into()),
-            Body::Unreadable(_) => {
+            Err(ReadRefusal::Io(e)) => return Err(e.into()),
+            Err(_) => {
                 // Swapped for a special file between listing and opening: look again.
                 return Ok(Some(Instant::now() + self.config.settle));
             }
         };
         file.crc = Some(crc32c::crc32c(&bytes));
-        let Some(doc) = doc else {
+        let Ok(text) = std::str::from_utf8(&bytes) else {
             self.reject(
                 &file,
                 Refusal::new(
@@ -336,12 +210,12 @@ impl Engine {
             );
             return Ok(None);
         };
-        let doc = match doc {
+        let doc = match parse_mapping(text) {
             Ok(doc) => doc,
             Err(refusal) => {
                 // A plain write that is still going on can look broken; give it time.
-                if let Some(again) = recently_modified(&meta, at, self.config.settle) {
-                    return Ok(Some(again));
+                if let Some(at) = self.recently_modified(&meta) {
+                    return Ok(Some(at));
                 }
                 self.reject(&file, refusal);
                 return Ok(None);
@@ -362,8 +236,8 @@ impl Engine {
     }
 
     /// `Some(t)` if the file may still be being written: no close/rename seen and not quiet
-    /// for `settle_ms` when it was looked at (`at`).
-    fn not_settled(&self, rel: &str, meta: &fs::Metadata, at: SystemTime) -> Option<Instant> {
+    /// for `settle_ms` yet.
+    fn not_settled(&self, rel: &str, meta: &fs::Metadata) -> Option<Instant> {
         let settle = self.config.settle;
         if let Some(hint) = self.inbox_hints.get(rel) {
             if hint.complete {
@@ -372,8 +246,19 @@ impl Engine {
             let quiet_since = hint.changed_at.elapsed();
             return (quiet_since < settle).then(|| hint.changed_at + settle);
         }
-        let age = age_at(meta, at);
+        let age = SystemTime::now()
+            .duration_since(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH))
+            .unwrap_or(Duration::ZERO);
         (age < settle).then(|| Instant::now() + (settle - age))
+    }
+
+    /// Broken files written within the last second get another look before being rejected.
+    fn recently_modified(&self, meta: &fs::Metadata) -> Option<Instant> {
+        let grace = Duration::from_secs(1).max(self.config.settle * 4);
+        let age = SystemTime::now()
+            .duration_since(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH))
+            .unwrap_or(Duration::ZERO);
+        (age < grace).then(|| Instant::now() + (grace - age))
     }
 
     /// Order the move of a valid new task into `assigned/<agent>/`.

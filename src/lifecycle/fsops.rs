@@ -72,12 +72,6 @@ pub fn read_task_file(path: &Path, max: u64) -> Result<(Vec<u8>, Fingerprint), R
     // Special files are refused before they are opened: opening a device can have effects.
     let meta = fs::symlink_metadata(path).map_err(|e| ReadRefusal::Io(ctx("stat", path)(e)))?;
     refuse_special(&meta)?;
-    read_regular(path, max)
-}
-
-/// `read_task_file` for a caller whose own `symlink_metadata` of `path` said it is a regular
-/// file; the opened descriptor is checked again.
-pub fn read_regular(path: &Path, max: u64) -> Result<(Vec<u8>, Fingerprint), ReadRefusal> {
     let mut file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
