@@ -218,8 +218,8 @@ fn symlinks_fifos_and_directories_are_rejected_unfollowed() {
     assert!(root.events_named("task_assigned").is_empty());
 }
 
-/// A burst has its files read ahead on a helper thread; the decisions still come in name
-/// order, one file at a time, and every kind of entry gets the outcome it gets alone.
+/// A burst of every kind of entry at once: the decisions come in name order, one file at a
+/// time, and every entry gets the outcome it gets alone.
 #[test]
 fn a_burst_is_decided_in_name_order_with_every_outcome_intact() {
     let root = Root::new(CFG);
