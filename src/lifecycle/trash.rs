@@ -159,8 +159,10 @@ impl Trash {
         loop {
             let spare = self.pile.lock().expect("trash pile").spares.pop()?;
             let tmp = fsops::temp_path(dir);
-            // Renamed first, so the sweeper can no longer take it. On a failure (the folder
-            // does not exist yet, say) the spare goes back and a new file is created instead.
+            // Out of the pile, the sweeper no longer sees it. Next to its destination before it
+            // is written, so that the batch's trash fsync (`sync`) makes its departure durable
+            // before it gets its task name. On a failure (the folder does not exist yet, say)
+            // the spare goes back and a new file is created instead.
             if fs::rename(&spare, &tmp).is_err() {
                 self.spare(spare);
                 return None;
