@@ -178,9 +178,9 @@ impl Engine {
         }
         let (bytes, fingerprint) = match fsops::read_task_file(&path, self.config.max_task_bytes) {
             Ok(read) => read,
-            Err(ReadRefusal::TooLarge { size, max }) => {
+            Err(too_large @ ReadRefusal::TooLarge { .. }) => {
                 self.reject(&file, Refusal::new(
-                    format!("the file is {size} bytes, over max_task_bytes ({max})"),
+                    too_large.to_string(),
                     "shorten the task (put long material in a file and list it under artefacts) or raise max_task_bytes"));
                 return Ok(None);
             }

@@ -257,7 +257,7 @@ impl Engine {
                 }
                 Err(_) => Err("the file is not UTF-8 text".to_string()),
             },
-            Err(e) => Err(format!("cannot read the file: {e:?}")),
+            Err(e) => Err(format!("cannot read the file: {e}")),
         };
         match (known, parsed) {
             (Some(entry), Ok(task)) => self.hand_edit(&entry, rel, task, fp, crc),

@@ -66,6 +66,20 @@ pub enum ReadRefusal {
     Io(FsError),
 }
 
+impl std::fmt::Display for ReadRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadRefusal::Symlink => f.write_str("it is a symbolic link, which is never followed"),
+            ReadRefusal::Directory => f.write_str("it is a directory"),
+            ReadRefusal::NotRegular => f.write_str("it is not a regular file"),
+            ReadRefusal::TooLarge { size, max } => {
+                write!(f, "the file is {size} bytes, over max_task_bytes ({max})")
+            }
+            ReadRefusal::Io(e) => e.fmt(f),
+        }
+    }
+}
+
 /// Read a regular file of at most `max` bytes without following a symlink. The file type is
 /// checked on the opened descriptor, so a file swapped in between stat and open is still caught.
 pub fn read_task_file(path: &Path, max: u64) -> Result<(Vec<u8>, Fingerprint), ReadRefusal> {

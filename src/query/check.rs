@@ -17,7 +17,7 @@ use super::table;
 use super::{Answer, Failure, daemon_pid, print, print_json};
 use crate::config::Config;
 use crate::layout::{self, Layout};
-use crate::lifecycle::fsops::{ReadRefusal, read_task_file};
+use crate::lifecycle::fsops::read_task_file;
 use crate::store::index::read::{IndexError, Reader, TaskFilter, db_path};
 use crate::store::logread::{self, LogError, StreamEnd};
 use crate::task::{self, Status, Task, yaml};
@@ -82,16 +82,7 @@ fn task_files(layout: &Layout) -> (Vec<String>, Vec<String>) {
 
 /// Read and validate one task file: its task, or what is wrong with it.
 fn read_task(layout: &Layout, rel: &str, max: u64) -> Result<Task, String> {
-    let bytes = match read_task_file(&layout.abs(rel), max) {
-        Ok((bytes, _)) => bytes,
-        Err(ReadRefusal::Symlink) => return Err("it is a symbolic link, which is never followed".into()),
-        Err(ReadRefusal::Directory) => return Err("it is a directory".into()),
-        Err(ReadRefusal::NotRegular) => return Err("it is not a regular file".into()),
-        Err(ReadRefusal::TooLarge { size, max }) => {
-            return Err(format!("the file is {size} bytes, over max_task_bytes ({max})"));
-        }
-        Err(ReadRefusal::Io(e)) => return Err(e.to_string()),
-    };
+    let (bytes, _) = read_task_file(&layout.abs(rel), max).map_err(|e| e.to_string())?;
     let text = std::str::from_utf8(&bytes).map_err(|_| "the file is not UTF-8 text".to_string())?;
     let doc = match yaml::parse_document(text, &yaml::Budget::default()) {
         Ok(serde_json::Value::Object(map)) => map,

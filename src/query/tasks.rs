@@ -12,7 +12,7 @@ use super::table::{self, opt};
 use super::{Answer, Failure, Source, print, print_json};
 use crate::config::Config;
 use crate::layout::Layout;
-use crate::lifecycle::fsops::{ReadRefusal, read_task_file};
+use crate::lifecycle::fsops::read_task_file;
 use crate::store::index::read::{AttemptRow, TaskFilter, TaskRow};
 use crate::task::{self, Priority, Status, yaml};
 
@@ -134,14 +134,7 @@ fn file_fields(layout: &Layout, rel: &str) -> (Option<Map<String, Value>>, Optio
     let max = Config::load(&layout.config()).map_or(1_048_576, |c| c.max_task_bytes);
     let bytes = match read_task_file(&layout.abs(rel), max) {
         Ok((bytes, _)) => bytes,
-        Err(ReadRefusal::Io(e)) => return (None, Some(e.to_string())),
-        Err(ReadRefusal::TooLarge { size, max }) => {
-            return (
-                None,
-                Some(format!("the file is {size} bytes, over max_task_bytes ({max})")),
-            );
-        }
-        Err(other) => return (None, Some(format!("not a regular file ({other:?})"))),
+        Err(refusal) => return (None, Some(refusal.to_string())),
     };
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return (None, Some("the file is not UTF-8 text".into()));
