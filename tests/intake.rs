@@ -77,23 +77,37 @@ fn dot_files_and_editor_temp_files_are_never_read() {
 #[test]
 fn a_plain_write_in_chunks_is_read_only_once_complete() {
     use std::io::Write;
-    let root = Root::new("settle_ms: 200\n");
+    // The writer keeps the file open longer than settle_ms; every pause is shorter. After
+    // the second chunk the file is already a valid task, so reading it before the close
+    // would take a task without its id.
+    let root = Root::new("settle_ms: 250\n");
     let daemon = root.spawn_daemon(&[]);
     wait_for(30, "daemon ready", || {
         root.events_named("daemon_started").len() == 1
     });
     let path = root.collab("inbox/chunked.yaml");
     let mut f = std::fs::File::create(&path).unwrap();
-    f.write_all(b"agent: bot\n").unwrap();
-    f.flush().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(60));
-    f.write_all(b"title: Written in two chunks\nid: chunky\n")
-        .unwrap();
+    for chunk in [
+        "agent: bot\n",
+        "title: Written in four chunks\n",
+        "priority: high\n",
+        "id: chunky\n",
+    ] {
+        f.write_all(chunk.as_bytes()).unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     drop(f);
     wait_for(30, "chunked task assigned", || {
         root.exists("assigned/bot/chunky.yaml")
     });
     assert!(stop_daemon(daemon).success());
+    assert_eq!(
+        root.events_named("task_received").len(),
+        1,
+        "one task, taken once the writer was done: {:?}",
+        root.files()
+    );
     assert!(
         root.events_named("task_rejected").is_empty(),
         "the half-written file must not be rejected"
@@ -394,4 +408,22 @@ fn byte_order_marks_crlf_and_numeric_scalars_are_read_as_users_expect() {
     );
     assert!(root.exists("assigned/bot/12345.yaml"), "{:?}", root.files());
     assert!(root.events_named("task_rejected").is_empty());
+}
+
+#[test]
+fn a_file_dated_in_the_future_is_taken_at_once() {
+    // Copied with its times kept from a machine whose clock runs ahead: its mtime says
+    // nothing about a writer still at work.
+    let root = Root::new(CFG);
+    root.drop_task("ahead.yaml", "id: ahead\nagent: bot\ntitle: From a fast clock\n");
+    let tomorrow = std::time::SystemTime::now() + std::time::Duration::from_secs(86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(root.collab("inbox/ahead.yaml"))
+        .unwrap()
+        .set_modified(tomorrow)
+        .unwrap();
+    let daemon = root.spawn_daemon(&[]);
+    wait_for(10, "the task assigned", || root.exists("assigned/bot/ahead.yaml"));
+    assert!(stop_daemon(daemon).success());
 }

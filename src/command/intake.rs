@@ -236,20 +236,27 @@ impl Engine {
     }
 
     /// `Some(t)` if the file may still be being written: no close/rename seen and not quiet
-    /// for `settle_ms` yet.
+    /// for `settle_ms` yet. Quiet is measured from the last event or the last write (mtime),
+    /// whichever is later: the watchers ask the kernel for no per-write events, so a writer
+    /// that keeps its file open shows itself only through the mtime.
     fn not_settled(&self, rel: &str, meta: &fs::Metadata) -> Option<Instant> {
         let settle = self.config.settle;
-        if let Some(hint) = self.inbox_hints.get(rel) {
-            if hint.complete {
-                return None;
-            }
-            let quiet_since = hint.changed_at.elapsed();
-            return (quiet_since < settle).then(|| hint.changed_at + settle);
+        let hint = self.inbox_hints.get(rel);
+        if hint.is_some_and(|h| h.complete) {
+            return None;
         }
-        let age = SystemTime::now()
+        // A modification time in the future (another machine's clock, `touch -d`) says
+        // nothing about when the writer was last busy.
+        let since_write = SystemTime::now()
             .duration_since(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH))
-            .unwrap_or(Duration::ZERO);
-        (age < settle).then(|| Instant::now() + (settle - age))
+            .ok();
+        let quiet_for = match (hint.map(|h| h.changed_at.elapsed()), since_write) {
+            (Some(since_event), Some(since_write)) => since_event.min(since_write),
+            (Some(since_event), None) => since_event,
+            (None, Some(since_write)) => since_write,
+            (None, None) => return None,
+        };
+        (quiet_for < settle).then(|| Instant::now() + (settle - quiet_for))
     }
 
     /// Broken files written within the last second get another look before being rejected.

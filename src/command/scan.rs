@@ -144,8 +144,13 @@ impl Engine {
     /// Check specific paths reported by the watcher (files outside the inbox).
     pub fn check_paths(&mut self, paths: &[String]) -> Result<(), Fatal> {
         self.commit()?;
+        // Only task files matter; the daemon's own temp files make most of the events.
         let found: Vec<(&String, Option<Fingerprint>)> = paths
             .iter()
+            .filter(|rel| {
+                let name = rel.rsplit('/').next().unwrap_or_default();
+                !layout::is_ignored_name(name) && layout::is_yaml_name(name) && place_of(rel).is_some()
+            })
             .map(|rel| {
                 let meta = fs::symlink_metadata(self.layout.abs(rel));
                 (rel, meta.ok().map(|m| Fingerprint::of(&m)))
@@ -160,10 +165,6 @@ impl Engine {
             self.check_deleted(&id);
         }
         for (rel, fp) in found {
-            let name = rel.rsplit('/').next().unwrap_or_default();
-            if layout::is_ignored_name(name) || !layout::is_yaml_name(name) || place_of(rel).is_none() {
-                continue;
-            }
             if fp.is_some() {
                 self.check_file(rel, fp);
             }
