@@ -3,10 +3,16 @@
 //! Commits are made with plumbing on a private index (`read-tree`, `update-index`,
 //! `write-tree`, `commit-tree`, `update-ref`): no hooks run, and the user's other staged or
 //! unstaged changes are never included. Reads nothing of the task state.
+//!
+//! A mark file holds the seq of the last event whose changes are in git. Changes queued when
+//! the daemon was killed are found at the next start from the events after it (`Backlog`)
+//! and committed first. Committing a path whose content git already has changes nothing, so
+//! a mark that lags (a failed commit, a lost write) only repeats work.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
@@ -18,6 +24,53 @@ pub struct Change {
     pub paths: Vec<String>,
     pub line: String,
     pub task_id: Option<String>,
+    /// The event that made it.
+    pub seq: u64,
+}
+
+/// The changes of events the audit trail has not seen yet, gathered while the log is read
+/// at start: one change of all their paths.
+pub struct Backlog {
+    after: u64,
+    first: Option<u64>,
+    last: u64,
+    paths: BTreeSet<String>,
+}
+
+impl Backlog {
+    /// Gather the changes of events after `after`.
+    pub fn after(after: u64) -> Backlog {
+        Backlog {
+            after,
+            first: None,
+            last: after,
+            paths: BTreeSet::new(),
+        }
+    }
+
+    pub fn wants(&self, seq: u64) -> bool {
+        seq > self.after
+    }
+
+    pub fn add(&mut self, change: Change) {
+        self.first.get_or_insert(change.seq);
+        self.last = self.last.max(change.seq);
+        self.paths.extend(change.paths);
+    }
+
+    /// One change for everything gathered, if anything was.
+    pub fn into_change(self) -> Option<Change> {
+        let first = self.first?;
+        Some(Change {
+            line: format!(
+                "changes of events {first}–{} (made before the last restart, not committed then)",
+                self.last
+            ),
+            paths: self.paths.into_iter().collect(),
+            task_id: None,
+            seq: self.last,
+        })
+    }
 }
 
 pub struct Committer {
@@ -27,7 +80,8 @@ pub struct Committer {
 
 impl Committer {
     /// Start committing if the config and the root allow it; `None` means no git trail.
-    pub fn start(root: &Path, config: &Config) -> Option<Committer> {
+    /// `mark` is the file that keeps the seq of the last event whose changes are committed.
+    pub fn start(root: &Path, config: &Config, mark: PathBuf) -> Option<Committer> {
         if config.git_commit == GitCommit::Never {
             return None;
         }
@@ -44,7 +98,7 @@ impl Committer {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("git-audit".into())
-            .spawn(move || run(repo, name, email, rx))
+            .spawn(move || run(repo, name, email, rx, mark))
             .ok()?;
         Some(Committer { tx, thread })
     }
@@ -59,6 +113,15 @@ impl Committer {
         drop(self.tx);
         let _ = self.thread.join();
     }
+}
+
+/// The seq of the last event whose changes are known to be in git; 0 when no mark was ever
+/// written (a first start, or a root that had no audit trail before).
+pub fn committed_through(mark: &Path) -> u64 {
+    std::fs::read_to_string(mark)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// `Name <mail>` → (Name, mail).
@@ -81,22 +144,45 @@ struct Repo {
 }
 
 fn git(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<String, String> {
-    let out = Command::new("git")
+    git_with_input(dir, args, env, &[])
+}
+
+/// `git` with `input` on its stdin: path lists go there, never into argv, whose size the
+/// kernel limits (a burst of 10,000 tasks is 20,000 paths in one commit).
+fn git_with_input(dir: &Path, args: &[&str], env: &[(&str, &str)], input: &[u8]) -> Result<String, String> {
+    let what = args.first().unwrap_or(&"");
+    let mut child = Command::new("git")
         .arg("-C")
         .arg(dir)
         .args(args)
         .envs(env.iter().copied())
-        .output()
+        .stdin(if input.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("cannot run git: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "git {} failed: {}",
-            args.first().unwrap_or(&""),
+    // Fed from a thread: git may fill its output pipe before it has read all its input.
+    let feeder = child.stdin.take().map(|mut stdin| {
+        let input = input.to_vec();
+        std::thread::spawn(move || stdin.write_all(&input))
+    });
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("cannot run git {what}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "git {what} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        ));
     }
+    if let Some(Ok(Err(e))) = feeder.map(|f| f.join()) {
+        return Err(format!("git {what}: writing its input: {e}"));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 impl Repo {
@@ -144,9 +230,17 @@ impl Repo {
             Some(h) => git(&top, &["read-tree", h], &env)?,
             None => git(&top, &["read-tree", "--empty"], &env)?,
         };
-        let mut args = vec!["update-index", "--add", "--remove", "--"];
-        args.extend(paths.iter().map(String::as_str));
-        git(&top, &args, &env)?;
+        let mut listed = Vec::new();
+        for p in &paths {
+            listed.extend_from_slice(p.as_bytes());
+            listed.push(0);
+        }
+        git_with_input(
+            &top,
+            &["update-index", "--add", "--remove", "-z", "--stdin"],
+            &env,
+            &listed,
+        )?;
         let tree = git(&top, &["write-tree"], &env)?;
         if let Some(h) = &head
             && git(&top, &["rev-parse", &format!("{h}^{{tree}}")], &[])? == tree
@@ -171,9 +265,13 @@ impl Repo {
         }
         git(&top, &update, &[])?;
         // The user's index now lags HEAD for exactly these paths; bring just them up to date.
-        let mut reset = vec!["reset", "-q", "--"];
-        reset.extend(paths.iter().map(String::as_str));
-        git(&top, &reset, &[]).map(|_| ())
+        git_with_input(
+            &top,
+            &["reset", "-q", "--pathspec-from-file=-", "--pathspec-file-nul"],
+            &[],
+            &listed,
+        )
+        .map(|_| ())
     }
 }
 
@@ -197,18 +295,31 @@ fn message(changes: &[Change]) -> String {
     msg
 }
 
-fn run(repo: Repo, name: String, email: String, rx: Receiver<Change>) {
+fn run(repo: Repo, name: String, email: String, rx: Receiver<Change>, mark: PathBuf) {
     let mut last_commit = Instant::now() - Duration::from_secs(1);
+    // After a failed commit the mark stays where it was, so the next start commits that
+    // batch's paths again.
+    let mut failed = false;
     while let Ok(first) = rx.recv() {
         let wait = Duration::from_secs(1).saturating_sub(last_commit.elapsed());
         std::thread::sleep(wait);
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
-        if let Err(e) = repo.commit(&batch, &name, &email) {
-            tracing::warn!(
-                "git commit of {} task changes failed (the lifecycle goes on): {e}",
-                batch.len()
-            );
+        match repo.commit(&batch, &name, &email) {
+            Ok(()) if !failed => {
+                let seq = batch.iter().map(|c| c.seq).max().unwrap_or(0);
+                if let Err(e) = crate::lifecycle::fsops::write_atomic(&mark, seq.to_string().as_bytes()) {
+                    tracing::warn!("{e}; the next start commits these changes again (no harm)");
+                }
+            }
+            Ok(()) => {}
+            Err(e) => {
+                failed = true;
+                tracing::warn!(
+                    "git commit of {} task changes failed (the lifecycle goes on; the next start tries again): {e}",
+                    batch.len()
+                );
+            }
         }
         last_commit = Instant::now();
     }
@@ -229,11 +340,13 @@ mod tests {
                 paths: vec!["a".into()],
                 line: "t1: new → assigned".into(),
                 task_id: Some("t1".into()),
+                seq: 1,
             },
             Change {
                 paths: vec!["b".into()],
                 line: "t2: assigned → done".into(),
                 task_id: Some("t2".into()),
+                seq: 2,
             },
         ];
         let m = message(&changes);

@@ -228,8 +228,11 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
         interrupt: config.interrupt,
         terminate: config.terminate,
     };
-    let committer = crate::audit::Committer::start(&layout.root, &config);
-    let (mut engine, truncated) = Engine::open(layout, config)?;
+    let committer = crate::audit::Committer::start(&layout.root, &config, layout.audit_mark());
+    let backlog = committer
+        .as_ref()
+        .map(|_| crate::audit::Backlog::after(crate::audit::committed_through(&layout.audit_mark())));
+    let (mut engine, truncated) = Engine::open(layout, config, backlog)?;
     let publish = Publisher::start(&mut engine);
     let mut d = Daemon {
         engine,

@@ -40,6 +40,10 @@ impl Layout {
     pub fn trash(&self) -> PathBuf {
         self.state_dir().join("trash")
     }
+    /// The seq of the last event whose file changes are committed to git.
+    pub fn audit_mark(&self) -> PathBuf {
+        self.state_dir().join("audited-seq")
+    }
     pub fn lock(&self) -> PathBuf {
         self.state_dir().join("daemon.lock")
     }

@@ -135,3 +135,105 @@ fn the_slow_timer_runs_every_rescan_s() {
     });
     assert!(stop_daemon(daemon).success());
 }
+
+#[test]
+fn changes_not_committed_before_a_kill_are_committed_at_the_next_start() {
+    let root = Root::new("agents:\n  human: {}\n");
+    let dir = root.path();
+    git(dir, &["init", "-q"]);
+    git(dir, &["config", "user.email", "me@example.org"]);
+    git(dir, &["config", "user.name", "Me"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-qm", "start"]);
+    let start = git(dir, &["rev-parse", "HEAD"]);
+    // A git whose commit hangs, as if the daemon died while a batch waited for its second.
+    let real_git = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let hanging = dir.join("hanging-git");
+    std::fs::create_dir(&hanging).unwrap();
+    let stuck = dir.join("stuck.pid");
+    std::fs::write(
+        hanging.join("git"),
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = commit-tree ] && {{ echo $$ > {}; exec sleep 600; }}; done\nexec {real_git} \"$@\"\n",
+            stuck.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        hanging.join("git"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut daemon = Command::new(BIN)
+        .arg("--root")
+        .arg(dir)
+        .arg("daemon")
+        .env(
+            "PATH",
+            format!("{}:{}", hanging.display(), std::env::var("PATH").unwrap()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    root.drop_task(
+        "t.yaml",
+        "id: unaudited\nagent: human\ntitle: Assigned just before the kill\n",
+    );
+    wait_for(30, "the commit under way", || {
+        stuck.exists() && root.exists("assigned/human/unaudited.yaml")
+    });
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let git_pid: i32 = std::fs::read_to_string(&stuck).unwrap().trim().parse().unwrap();
+    unsafe { libc::kill(git_pid, libc::SIGKILL) };
+    assert_eq!(
+        git(dir, &["rev-parse", "HEAD"]),
+        start,
+        "nothing was committed before the kill"
+    );
+
+    root.run_once_ok();
+    let files = git(dir, &["show", "--name-status", "--format=%s%n%b", "HEAD"]);
+    assert!(
+        files.contains("work/collaboration/assigned/human/unaudited.yaml"),
+        "{files}"
+    );
+    assert!(
+        files.contains("before the last restart"),
+        "the message says why it is late: {files}"
+    );
+    let status = git(dir, &["status", "--porcelain", "work/collaboration"]);
+    assert!(
+        !status.contains("unaudited"),
+        "the task file is committed: {status}"
+    );
+    let mark: u64 = std::fs::read_to_string(root.p("work/.agentplane/audited-seq"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let received = root.events_named("task_received");
+    assert!(
+        mark >= received[0]["seq"].as_u64().unwrap(),
+        "the mark moved past the task's events"
+    );
+
+    // Committed once: another start finds nothing left to commit.
+    let head = git(dir, &["rev-parse", "HEAD"]);
+    root.run_once_ok();
+    assert_eq!(
+        git(dir, &["rev-parse", "HEAD"]),
+        head,
+        "no second commit of the same changes"
+    );
+}

@@ -19,6 +19,7 @@ pub mod state;
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
+use crate::audit::Backlog;
 use crate::config::Config;
 use crate::event::Event;
 use crate::layout::Layout;
@@ -122,15 +123,29 @@ fn audit_change(ev: &Event) -> Option<crate::audit::Change> {
         paths,
         line,
         task_id: ev.task_id.clone(),
+        seq: ev.seq,
     })
 }
 
 impl Engine {
-    /// Open the journal and rebuild the state by replaying it. No file is touched yet.
-    pub fn open(layout: Layout, config: Config) -> Result<(Engine, u64), Fatal> {
+    /// Open the journal and rebuild the state by replaying it, then finish the last batch.
+    /// With `backlog`, the file changes of the events it wants are gathered on the way and
+    /// queued for the audit trail first.
+    pub fn open(
+        layout: Layout,
+        config: Config,
+        mut backlog: Option<Backlog>,
+    ) -> Result<(Engine, u64), Fatal> {
         crate::lifecycle::fsops::create_dir_all(&layout.state_dir())?;
         let mut state = State::default();
-        let opened = Journal::open(&layout.events(), |ev| state.apply(ev))?;
+        let opened = Journal::open(&layout.events(), |ev| {
+            state.apply(ev);
+            if let Some(b) = backlog.as_mut().filter(|b| b.wants(ev.seq))
+                && let Some(change) = audit_change(ev)
+            {
+                b.add(change);
+            }
+        })?;
         let trash = Trash::open(layout.trash())?;
         let engine = Engine {
             layout,
@@ -145,7 +160,7 @@ impl Engine {
             live_children: HashMap::new(),
             draining: false,
             settle_pending: false,
-            audit: Vec::new(),
+            audit: backlog.and_then(Backlog::into_change).into_iter().collect(),
             stalled: Default::default(),
             sink: None,
             source_cache: HashMap::new(),
