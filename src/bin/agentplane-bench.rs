@@ -33,6 +33,7 @@ use agentplane::event::{self, Event};
 use agentplane::lifecycle::fsops;
 use agentplane::store::index::read::{IndexError, Reader, TaskFilter};
 use agentplane::task::Task;
+use agentplane::watch::inotify::Inotify;
 use clap::{Parser, ValueEnum};
 use serde_json::{Map, Value, json};
 
@@ -736,10 +737,10 @@ fn timed_drop(
     let inbox = collab(root, "inbox");
     // Progress is counted from inotify events, not by listing the folders: listing 10,000
     // entries every few milliseconds took a core and the folders' locks from the daemon.
-    let ino = Inotify::new()?;
+    let ino = Inotify::new().map_err(|e| format!("inotify_init1: {e}"))?;
     mkdirs(&[dest])?;
-    let wd_dest = ino.watch(dest, libc::IN_MOVED_TO)?;
-    let wd_inbox = ino.watch(&inbox, libc::IN_MOVED_FROM | libc::IN_DELETE)?;
+    let wd_dest = watch(&ino, dest, libc::IN_MOVED_TO)?;
+    let wd_inbox = watch(&ino, &inbox, libc::IN_MOVED_FROM | libc::IN_DELETE)?;
     let expected: HashSet<&str> = names.iter().map(String::as_str).collect();
     let (mut arrived, mut left) = (HashSet::new(), HashSet::new());
     sync_disks();
@@ -768,7 +769,7 @@ fn timed_drop(
         }
         // Let events gather: waking for each one would take the daemon's cores as well.
         std::thread::sleep(Duration::from_millis(5));
-        for (wd, name) in ino.read(Duration::from_millis(100))? {
+        for (wd, name) in events(&ino, Duration::from_millis(100))? {
             let Some(name) = expected.get(name.as_str()).copied() else {
                 overflowed |= wd == -1;
                 continue;
@@ -1252,10 +1253,10 @@ impl Bench {
         let (stage_dir, inbox) = (root.join("stage"), collab(&root, "inbox"));
         let (assigned, done) = (collab(&root, "assigned/lat"), collab(&root, "done/lat"));
         mkdirs(&[&markers, &stage_dir, &assigned, &done])?;
-        let ino = Inotify::new()?;
-        let wd_assigned = ino.watch(&assigned, libc::IN_MOVED_TO)?;
-        let wd_done = ino.watch(&done, libc::IN_MOVED_TO)?;
-        let wd_marker = ino.watch(&markers, libc::IN_CREATE)?;
+        let ino = Inotify::new().map_err(|e| format!("inotify_init1: {e}"))?;
+        let wd_assigned = watch(&ino, &assigned, libc::IN_MOVED_TO)?;
+        let wd_done = watch(&ino, &done, libc::IN_MOVED_TO)?;
+        let wd_marker = watch(&ino, &markers, libc::IN_CREATE)?;
         let mut d = Daemon::start(&self.daemon, &root)?;
         d.ready(Duration::from_secs(60))?;
         std::thread::sleep(Duration::from_millis(200));
@@ -1272,7 +1273,7 @@ impl Bench {
                 if left.is_zero() {
                     return Err(format!("task {id} was not done 30 s after its drop"));
                 }
-                for (wd, file) in ino.read(left)? {
+                for (wd, file) in events(&ino, left)? {
                     let at = t0.elapsed().as_secs_f64() * 1e3;
                     if wd == wd_assigned && file == name && a.is_none() {
                         a = Some(at);
@@ -1343,8 +1344,8 @@ impl Bench {
             dir.join("trash"),
         );
         mkdirs(&[&stage_dir, &inbox, &dest, &markers, &trash])?;
-        let ino = Inotify::new()?;
-        ino.watch(&markers, libc::IN_CREATE)?;
+        let ino = Inotify::new().map_err(|e| format!("inotify_init1: {e}"))?;
+        watch(&ino, &markers, libc::IN_CREATE)?;
         let mut log = append_log(&dir)?;
         let (mut a, mut c) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for i in 0..n {
@@ -1369,7 +1370,10 @@ impl Bench {
                     .spawn()
                     .map_err(io("cannot run touch"))?,
             );
-            while !ino.read(Duration::from_secs(10))?.iter().any(|(_, f)| *f == id) {
+            while !events(&ino, Duration::from_secs(10))?
+                .iter()
+                .any(|(_, f)| *f == id)
+            {
                 if t0.elapsed() > Duration::from_secs(10) {
                     return Err(format!("touch did not create the marker of {id}"));
                 }
@@ -2160,72 +2164,17 @@ fn generate_history(root: &Path, n: usize) -> Res<History> {
 // ---------------------------------------------------------------------------------------------
 // inotify, for latency without polling
 
-struct Inotify {
-    fd: i32,
+/// The events (watch, file name) that arrive within `timeout`; empty when none did.
+fn events(ino: &Inotify, timeout: Duration) -> Res<Vec<(i32, String)>> {
+    Ok(ino
+        .read_within(timeout)
+        .map_err(|e| format!("inotify read: {e}"))?
+        .into_iter()
+        .map(|ev| (ev.wd, ev.name.to_string_lossy().into_owned()))
+        .collect())
 }
 
-impl Inotify {
-    fn new() -> Res<Inotify> {
-        // SAFETY: plain syscall; the descriptor is owned by the returned value.
-        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
-        if fd < 0 {
-            return Err(format!("inotify_init1: {}", io::Error::last_os_error()));
-        }
-        Ok(Inotify { fd })
-    }
-
-    fn watch(&self, dir: &Path, mask: u32) -> Res<i32> {
-        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-        // SAFETY: `c` is a NUL-terminated path that outlives the call.
-        let wd = unsafe { libc::inotify_add_watch(self.fd, c.as_ptr(), mask) };
-        if wd < 0 {
-            return Err(format!(
-                "inotify_add_watch {}: {}",
-                dir.display(),
-                io::Error::last_os_error()
-            ));
-        }
-        Ok(wd)
-    }
-
-    /// The events (watch, file name) that arrive within `timeout`; empty when none did.
-    fn read(&self, timeout: Duration) -> Res<Vec<(i32, String)>> {
-        let mut pfd = libc::pollfd {
-            fd: self.fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
-            return Ok(Vec::new());
-        }
-        let mut buf = [0u8; 16384];
-        // SAFETY: reading into a buffer we own, at most its length.
-        let len = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if len < 0 {
-            return Err(format!("inotify read: {}", io::Error::last_os_error()));
-        }
-        let word = |at: usize| u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes"));
-        let mut out = Vec::new();
-        let mut off = 0;
-        // struct inotify_event: wd, mask, cookie, len, then `len` bytes of NUL-padded name.
-        while off + 16 <= len as usize {
-            let name_len = word(off + 12) as usize;
-            let name = buf[off + 16..off + 16 + name_len]
-                .split(|b| *b == 0)
-                .next()
-                .unwrap_or_default();
-            out.push((word(off) as i32, String::from_utf8_lossy(name).into_owned()));
-            off += 16 + name_len;
-        }
-        Ok(out)
-    }
-}
-
-impl Drop for Inotify {
-    fn drop(&mut self) {
-        // SAFETY: closing the descriptor this value owns.
-        unsafe { libc::close(self.fd) };
-    }
+fn watch(ino: &Inotify, dir: &Path, mask: u32) -> Res<i32> {
+    ino.watch(dir, mask)
+        .map_err(|e| format!("inotify_add_watch {}: {e}", dir.display()))
 }

@@ -1,21 +1,13 @@
-//! File watching as hints only: notify's events are forwarded (never handled in the callback)
-//! as the paths they name, whether the writer is done with the file (closed after writing or
-//! renamed in), and a rescan flag when the kernel queue overflowed. The daemon decides what
-//! to look at; what a directory holds now is always re-read from disk.
+//! The watcher where there is no inotify (macOS: FSEvents), through notify: its events are
+//! forwarded as hints, never handled in its callback.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc::UnboundedSender;
 
-#[derive(Debug)]
-pub enum Hint {
-    /// These paths changed; `complete` when the event says the writer finished.
-    Paths { paths: Vec<PathBuf>, complete: bool },
-    /// Events were lost: everything must be rescanned.
-    Rescan,
-}
+use super::Hint;
 
 pub fn start(dir: &Path, tx: UnboundedSender<Hint>) -> notify::Result<notify::RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
