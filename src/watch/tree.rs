@@ -29,8 +29,7 @@ const MASK: u32 = libc::IN_CREATE
     | libc::IN_MOVED_FROM
     | libc::IN_MOVED_TO
     | libc::IN_DELETE
-    | libc::IN_ONLYDIR
-    | libc::IN_DONT_FOLLOW;
+    | libc::IN_ONLYDIR;
 
 /// Far below what fills the kernel's queue (16,384 events by default) at any rate the
 /// daemon writes.
@@ -49,7 +48,11 @@ impl TreeWatcher {
             dirs: HashMap::new(),
             tx,
         };
-        tree.add(dir, None)?;
+        // The root may be a symlink (a shared folder linked into the work tree); below it
+        // only real directories are followed, so a link can never lead the walk in a loop.
+        let wd = tree.inotify.watch(dir, MASK)?;
+        tree.dirs.insert(wd, dir.to_path_buf());
+        tree.add_below(dir, None)?;
         // SAFETY: plain syscall; the descriptor is owned by the `OwnedFd` below.
         let stop = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if stop < 0 {
@@ -153,9 +156,13 @@ impl Tree {
     }
 
     /// Watch `dir` and every directory below it; with `found`, collect the files in them.
-    fn add(&mut self, dir: &Path, mut found: Option<&mut Vec<PathBuf>>) -> io::Result<()> {
-        let wd = self.inotify.watch(dir, MASK)?;
+    fn add(&mut self, dir: &Path, found: Option<&mut Vec<PathBuf>>) -> io::Result<()> {
+        let wd = self.inotify.watch(dir, MASK | libc::IN_DONT_FOLLOW)?;
         self.dirs.insert(wd, dir.to_path_buf());
+        self.add_below(dir, found)
+    }
+
+    fn add_below(&mut self, dir: &Path, mut found: Option<&mut Vec<PathBuf>>) -> io::Result<()> {
         for entry in std::fs::read_dir(dir)?.flatten() {
             let path = entry.path();
             match entry.file_type() {
@@ -231,16 +238,24 @@ mod tests {
         }
     }
 
+    /// A temp root holding `dirs`, watched.
+    fn watched(dirs: &[&str]) -> (tempfile::TempDir, TreeWatcher, UnboundedReceiver<Hint>) {
+        let root = tempfile::tempdir().unwrap();
+        for d in dirs {
+            std::fs::create_dir_all(root.path().join(d)).unwrap();
+        }
+        let (tx, rx) = unbounded_channel();
+        let watcher = TreeWatcher::start(root.path(), tx).unwrap();
+        (root, watcher, rx)
+    }
+
     fn names(hint: &Hint, path: &Path, complete: bool) -> bool {
         matches!(hint, Hint::Paths { paths, complete: c } if *c == complete && paths.iter().any(|p| p == path))
     }
 
     #[test]
     fn files_written_renamed_and_removed_below_the_root_are_reported() {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(root.path().join("assigned/bot")).unwrap();
-        let (tx, mut rx) = unbounded_channel();
-        let watcher = TreeWatcher::start(root.path(), tx).unwrap();
+        let (root, watcher, mut rx) = watched(&["assigned/bot"]);
         let file = root.path().join("assigned/bot/t.yaml");
         std::fs::write(&file, "id: t\n").unwrap();
         until(&mut rx, "a write closed", |h| names(h, &file, true));
@@ -254,9 +269,7 @@ mod tests {
 
     #[test]
     fn a_new_directory_is_watched_and_what_it_already_holds_is_reported() {
-        let root = tempfile::tempdir().unwrap();
-        let (tx, mut rx) = unbounded_channel();
-        let _watcher = TreeWatcher::start(root.path(), tx).unwrap();
+        let (root, _watcher, mut rx) = watched(&[]);
         // Made elsewhere and moved in whole: no event names the file inside.
         let outside = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(outside.path().join("zed/deep")).unwrap();
@@ -273,10 +286,7 @@ mod tests {
 
     #[test]
     fn a_directory_moved_away_asks_for_a_rescan_and_is_no_longer_watched() {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(root.path().join("done/bot")).unwrap();
-        let (tx, mut rx) = unbounded_channel();
-        let _watcher = TreeWatcher::start(root.path(), tx).unwrap();
+        let (root, _watcher, mut rx) = watched(&["done/bot"]);
         let away = tempfile::tempdir().unwrap();
         std::fs::rename(root.path().join("done"), away.path().join("done")).unwrap();
         until(&mut rx, "the rescan", |h| matches!(h, Hint::Rescan));
@@ -293,10 +303,21 @@ mod tests {
     }
 
     #[test]
-    fn dropping_the_watcher_stops_its_thread() {
-        let root = tempfile::tempdir().unwrap();
+    fn a_root_that_is_a_symlink_is_followed() {
+        let (real, _keep, _rx) = watched(&["inbox"]);
+        let holder = tempfile::tempdir().unwrap();
+        let link = holder.path().join("collaboration");
+        std::os::unix::fs::symlink(real.path(), &link).unwrap();
         let (tx, mut rx) = unbounded_channel();
-        let watcher = TreeWatcher::start(root.path(), tx).unwrap();
+        let _watcher = TreeWatcher::start(&link, tx).unwrap();
+        let file = link.join("inbox/t.yaml");
+        std::fs::write(&file, "x").unwrap();
+        until(&mut rx, "a file below the linked root", |h| names(h, &file, true));
+    }
+
+    #[test]
+    fn dropping_the_watcher_stops_its_thread() {
+        let (_root, watcher, mut rx) = watched(&[]);
         drop(watcher);
         // The thread held the only sender: the channel closes once it has ended.
         assert!(rx.blocking_recv().is_none());
