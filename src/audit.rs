@@ -148,7 +148,8 @@ fn git(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<String, String
 }
 
 /// `git` with `input` on its stdin: path lists go there, never into argv, whose size the
-/// kernel limits (a burst of 10,000 tasks is 20,000 paths in one commit).
+/// kernel limits (about 2 MB here: a catch-up after a long outage, or a burst of tens of
+/// thousands of tasks within the second a commit waits, would exceed it).
 fn git_with_input(dir: &Path, args: &[&str], env: &[(&str, &str)], input: &[u8]) -> Result<String, String> {
     let what = args.first().unwrap_or(&"");
     let mut child = Command::new("git")
@@ -268,7 +269,8 @@ impl Repo {
         git_with_input(
             &top,
             &["reset", "-q", "--pathspec-from-file=-", "--pathspec-file-nul"],
-            &[],
+            // Paths, not patterns: a rejected file may be called `a[1].yaml`.
+            &[("GIT_LITERAL_PATHSPECS", "1")],
             &listed,
         )
         .map(|_| ())

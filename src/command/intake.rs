@@ -237,8 +237,8 @@ impl Engine {
 
     /// `Some(t)` if the file may still be being written: no close/rename seen and not quiet
     /// for `settle_ms` yet. Quiet is measured from the last event or the last write (mtime),
-    /// whichever is later: the watchers ask the kernel for no per-write events, so a writer
-    /// that keeps its file open shows itself only through the mtime.
+    /// whichever is later: the Linux watcher asks the kernel for no per-write events, so a
+    /// writer that keeps its file open shows itself only through the mtime.
     fn not_settled(&self, rel: &str, meta: &fs::Metadata) -> Option<Instant> {
         let settle = self.config.settle;
         let hint = self.inbox_hints.get(rel);
