@@ -52,9 +52,10 @@ impl Backlog {
         seq > self.after
     }
 
+    /// A change of the next event (the log is read in order).
     pub fn add(&mut self, change: Change) {
         self.first.get_or_insert(change.seq);
-        self.last = self.last.max(change.seq);
+        self.last = change.seq;
         self.paths.extend(change.paths);
     }
 
@@ -76,12 +77,14 @@ impl Backlog {
 pub struct Committer {
     tx: Sender<Change>,
     thread: std::thread::JoinHandle<()>,
+    /// Keeps the seq of the last event whose changes are committed.
+    mark: PathBuf,
 }
 
 impl Committer {
     /// Start committing if the config and the root allow it; `None` means no git trail.
     /// `mark` is the file that keeps the seq of the last event whose changes are committed.
-    pub fn start(root: &Path, config: &Config, mark: PathBuf) -> Option<Committer> {
+    pub fn start(root: &Path, config: &Config, mark: &Path) -> Option<Committer> {
         if config.git_commit == GitCommit::Never {
             return None;
         }
@@ -98,9 +101,26 @@ impl Committer {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("git-audit".into())
-            .spawn(move || run(repo, name, email, rx, mark))
+            .spawn({
+                let mark = mark.to_path_buf();
+                move || run(repo, name, email, rx, mark)
+            })
             .ok()?;
-        Some(Committer { tx, thread })
+        Some(Committer {
+            tx,
+            thread,
+            mark: mark.to_path_buf(),
+        })
+    }
+
+    /// What to gather while the log is read at start: the events after the mark (all of
+    /// them when no mark was ever written: a first start, or a root that had no trail).
+    pub fn backlog(&self) -> Backlog {
+        let committed = std::fs::read_to_string(&self.mark)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        Backlog::after(committed)
     }
 
     pub fn record(&self, change: Change) {
@@ -113,15 +133,6 @@ impl Committer {
         drop(self.tx);
         let _ = self.thread.join();
     }
-}
-
-/// The seq of the last event whose changes are known to be in git; 0 when no mark was ever
-/// written (a first start, or a root that had no audit trail before).
-pub fn committed_through(mark: &Path) -> u64 {
-    std::fs::read_to_string(mark)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// `Name <mail>` → (Name, mail).

@@ -158,7 +158,7 @@ const RELEASE_WHEN_QUIET: Duration = Duration::from_secs(1);
 
 pub fn run(root: PathBuf, once: bool) -> Exit {
     crate::memory::tune_allocator();
-    // The watcher reports canonical paths; the root must be in the same form to match them.
+    // notify (off Linux) reports canonical paths; the root must be in the same form to match.
     let root = std::fs::canonicalize(&root).unwrap_or(root);
     let layout = Layout::new(root);
     if !layout.collab().is_dir() {
@@ -228,10 +228,8 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
         interrupt: config.interrupt,
         terminate: config.terminate,
     };
-    let committer = crate::audit::Committer::start(&layout.root, &config, layout.audit_mark());
-    let backlog = committer
-        .as_ref()
-        .map(|_| crate::audit::Backlog::after(crate::audit::committed_through(&layout.audit_mark())));
+    let committer = crate::audit::Committer::start(&layout.root, &config, &layout.audit_mark());
+    let backlog = committer.as_ref().map(crate::audit::Committer::backlog);
     let (mut engine, truncated) = Engine::open(layout, config, backlog)?;
     let publish = Publisher::start(&mut engine);
     let mut d = Daemon {

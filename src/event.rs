@@ -152,18 +152,22 @@ pub fn claimed_crc(line: &str) -> Option<u32> {
 
 /// The line's checksum, if the line carries it and its content matches it (no parsing).
 pub fn verified_crc(line: &str) -> Result<u32, DecodeError> {
+    verified(line).map(|(_, crc)| crc)
+}
+
+/// The body of a line whose content matches its checksum, and the checksum.
+fn verified(line: &str) -> Result<(&str, u32), DecodeError> {
     let (body, claimed) = split_crc(line)?;
     let crc = crc32c::crc32c_append(crc32c::crc32c(body.as_bytes()), b"}");
     if crc != claimed {
         return Err(DecodeError::ChecksumMismatch);
     }
-    Ok(crc)
+    Ok((body, crc))
 }
 
 /// Check the CRC of a line (without newline) and parse it.
 pub fn decode(line: &str) -> Result<Event, DecodeError> {
-    verified_crc(line)?;
-    let body = &line[..line.len() - CRC_SUFFIX_LEN];
+    let (body, _) = verified(line)?;
     let mut json = String::with_capacity(body.len() + 1);
     json.push_str(body);
     json.push('}');

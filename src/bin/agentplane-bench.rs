@@ -737,7 +737,7 @@ fn timed_drop(
     let inbox = collab(root, "inbox");
     // Progress is counted from inotify events, not by listing the folders: listing 10,000
     // entries every few milliseconds took a core and the folders' locks from the daemon.
-    let ino = Inotify::new().map_err(|e| format!("inotify_init1: {e}"))?;
+    let ino = inotify()?;
     mkdirs(&[dest])?;
     let wd_dest = watch(&ino, dest, libc::IN_MOVED_TO)?;
     let wd_inbox = watch(&ino, &inbox, libc::IN_MOVED_FROM | libc::IN_DELETE)?;
@@ -1253,7 +1253,7 @@ impl Bench {
         let (stage_dir, inbox) = (root.join("stage"), collab(&root, "inbox"));
         let (assigned, done) = (collab(&root, "assigned/lat"), collab(&root, "done/lat"));
         mkdirs(&[&markers, &stage_dir, &assigned, &done])?;
-        let ino = Inotify::new().map_err(|e| format!("inotify_init1: {e}"))?;
+        let ino = inotify()?;
         let wd_assigned = watch(&ino, &assigned, libc::IN_MOVED_TO)?;
         let wd_done = watch(&ino, &done, libc::IN_MOVED_TO)?;
         let wd_marker = watch(&ino, &markers, libc::IN_CREATE)?;
@@ -1344,7 +1344,7 @@ impl Bench {
             dir.join("trash"),
         );
         mkdirs(&[&stage_dir, &inbox, &dest, &markers, &trash])?;
-        let ino = Inotify::new().map_err(|e| format!("inotify_init1: {e}"))?;
+        let ino = inotify()?;
         watch(&ino, &markers, libc::IN_CREATE)?;
         let mut log = append_log(&dir)?;
         let (mut a, mut c) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -2163,6 +2163,10 @@ fn generate_history(root: &Path, n: usize) -> Res<History> {
 
 // ---------------------------------------------------------------------------------------------
 // inotify, for latency without polling
+
+fn inotify() -> Res<Inotify> {
+    Inotify::new().map_err(|e| format!("inotify_init1: {e}"))
+}
 
 /// The events (watch, file name) that arrive within `timeout`; empty when none did.
 fn events(ino: &Inotify, timeout: Duration) -> Res<Vec<(i32, String)>> {

@@ -50,9 +50,7 @@ impl TreeWatcher {
         };
         // The root may be a symlink (a shared folder linked into the work tree); below it
         // only real directories are followed, so a link can never lead the walk in a loop.
-        let wd = tree.inotify.watch(dir, MASK)?;
-        tree.dirs.insert(wd, dir.to_path_buf());
-        tree.add_below(dir, None)?;
+        tree.add(dir, 0, None)?;
         // SAFETY: plain syscall; the descriptor is owned by the `OwnedFd` below.
         let stop = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if stop < 0 {
@@ -92,33 +90,29 @@ struct Tree {
 impl Tree {
     fn run(mut self, stop: i32) {
         loop {
-            match wait_readable(&[self.inotify.as_raw_fd(), stop], -1) {
-                Ok(ready) if ready.contains(&stop) => return,
-                Ok(_) => {}
+            let read = wait_readable(&[self.inotify.as_raw_fd(), stop], -1).and_then(|ready| {
+                if ready.contains(&stop) {
+                    Ok(None)
+                } else {
+                    self.inotify.read_queued().map(Some)
+                }
+            });
+            match read {
+                Ok(Some(events)) if self.forward(&events) => std::thread::sleep(PAUSE),
+                Ok(_) => return,
                 Err(e) => {
                     tracing::warn!("file watching stopped ({e}); relying on periodic rescans");
-                    return;
-                }
-            }
-            match self.inotify.read_queued() {
-                Ok(events) => {
-                    if !self.forward(events) {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!("file watching stopped ({e}); relying on periodic rescans");
+                    // What happened since the last read is known only from the folders.
                     let _ = self.tx.send(Hint::Rescan);
                     return;
                 }
             }
-            std::thread::sleep(PAUSE);
         }
     }
 
     /// Send what `events` say, consecutive paths of the same kind as one hint; false when
     /// the daemon is gone.
-    fn forward(&mut self, events: Vec<RawEvent>) -> bool {
+    fn forward(&mut self, events: &[RawEvent]) -> bool {
         let mut hints: Vec<Hint> = Vec::new();
         for ev in events {
             if ev.mask & libc::IN_Q_OVERFLOW != 0 {
@@ -140,7 +134,7 @@ impl Tree {
                 if ev.mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0 {
                     // Files may be in it before its watch is: report them.
                     let mut found = Vec::new();
-                    let _ = self.add(&path, Some(&mut found));
+                    let _ = self.add(&path, libc::IN_DONT_FOLLOW, Some(&mut found));
                     push_paths(&mut hints, found, false);
                 } else if ev.mask & libc::IN_MOVED_FROM != 0 {
                     // Its tasks left with it, and no event says so for each.
@@ -155,20 +149,17 @@ impl Tree {
         hints.into_iter().all(|h| self.tx.send(h).is_ok())
     }
 
-    /// Watch `dir` and every directory below it; with `found`, collect the files in them.
-    fn add(&mut self, dir: &Path, found: Option<&mut Vec<PathBuf>>) -> io::Result<()> {
-        let wd = self.inotify.watch(dir, MASK | libc::IN_DONT_FOLLOW)?;
+    /// Watch `dir` (`flags` added to the mask) and every directory below it; with `found`,
+    /// collect the files in them.
+    fn add(&mut self, dir: &Path, flags: u32, mut found: Option<&mut Vec<PathBuf>>) -> io::Result<()> {
+        let wd = self.inotify.watch(dir, MASK | flags)?;
         self.dirs.insert(wd, dir.to_path_buf());
-        self.add_below(dir, found)
-    }
-
-    fn add_below(&mut self, dir: &Path, mut found: Option<&mut Vec<PathBuf>>) -> io::Result<()> {
         for entry in std::fs::read_dir(dir)?.flatten() {
             let path = entry.path();
             match entry.file_type() {
                 Ok(t) if t.is_dir() => {
                     // A directory removed meanwhile is no longer ours to watch.
-                    let _ = self.add(&path, found.as_deref_mut());
+                    let _ = self.add(&path, libc::IN_DONT_FOLLOW, found.as_deref_mut());
                 }
                 _ => {
                     if let Some(f) = found.as_deref_mut() {
