@@ -961,6 +961,15 @@ impl Bench {
                 group,
             ),
         );
+        let inplace = self.in_place_reference(n)?;
+        say(
+            "reference: in place",
+            rate_line(
+                "parse + log + rename, rewrite in place, syncfs per batch",
+                n,
+                inplace,
+            ),
+        );
         let floor = self.per_file_reference(n)?;
         say(
             "reference: per-file fsync",
@@ -984,6 +993,12 @@ impl Bench {
             rate,
             n as f64 / group,
             "parse + log + rewrite, parallel fdatasync per batch",
+        );
+        self.reference_row(
+            "intake vs in-place rewrite",
+            rate,
+            n as f64 / inplace,
+            "parse + log + rename, rewritten in its own inode, syncfs per batch",
         );
         self.reference_row(
             "intake vs per-file fsync",
@@ -1095,6 +1110,48 @@ impl Bench {
             for name in chunk {
                 set_aside(&inbox, name, &trash)?;
             }
+            fsops::fsync_dir(&inbox).map_err(|e| e.to_string())?;
+        }
+        Ok(t0.elapsed().as_secs_f64())
+    }
+
+    /// What a rewrite costs without a new file: as the group commit, but each inbox file is
+    /// renamed into place and then rewritten in its own inode (no inode allocated, no temp
+    /// name, nothing set aside), one `syncfs` per batch making the data durable. Not crash-safe
+    /// as it stands (a power loss can tear a file whose old bytes are gone): the measure of
+    /// the protocol the daemon does not use (decisions.md).
+    fn in_place_reference(&self, n: usize) -> Res<f64> {
+        let IntakeScratch {
+            root: dir,
+            inbox,
+            dest,
+            names,
+            ..
+        } = self.intake_scratch("intake-in-place", "inbox", n)?;
+        let mut log = append_log(&dir)?;
+        sync_disks();
+        let t0 = Instant::now();
+        let mut seq = 0;
+        for chunk in names.chunks(BATCH) {
+            let texts = log_batch(&mut log, &inbox, chunk, &mut seq)?;
+            for (name, text) in chunk.iter().zip(texts) {
+                let to = dest.join(name);
+                fs::rename(inbox.join(name), &to).map_err(io(name))?;
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&to)
+                    .map_err(io(to.display()))?;
+                std::os::unix::fs::FileExt::write_all_at(
+                    &file,
+                    format!("{text}status: assigned\n").as_bytes(),
+                    0,
+                )
+                .map_err(io(to.display()))?;
+            }
+            // Two paths: `sync_data_of` makes one syncfs of them, as the daemon's batches do.
+            let first = dest.join(&chunk[0]);
+            fsops::sync_data_of(&[first.clone(), first]).map_err(|e| e.to_string())?;
+            fsops::fsync_dir(&dest).map_err(|e| e.to_string())?;
             fsops::fsync_dir(&inbox).map_err(|e| e.to_string())?;
         }
         Ok(t0.elapsed().as_secs_f64())
