@@ -10,7 +10,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Map, Value, json};
 
-use super::perform::ReadSource;
 use super::state::task_meta;
 use super::{Engine, Fatal};
 use crate::clock;
@@ -227,13 +226,8 @@ impl Engine {
             self.apply_command_file(&file, doc);
         } else {
             match self.intake_task(&file, doc) {
-                Ok(doc) => {
-                    let read = ReadSource {
-                        fingerprint,
-                        bytes,
-                        doc,
-                    };
-                    self.source_cache.insert(rel, read);
+                Ok(()) => {
+                    self.source_cache.insert(rel, (fingerprint, bytes));
                 }
                 Err(refusal) => self.reject(&file, refusal),
             }
@@ -274,13 +268,8 @@ impl Engine {
         (age < grace).then(|| Instant::now() + (grace - age))
     }
 
-    /// Order the move of a valid new task into `assigned/<agent>/`; gives the mapping back for
-    /// the move to edit.
-    fn intake_task(
-        &mut self,
-        file: &InboxFile,
-        doc: Map<String, Value>,
-    ) -> Result<Map<String, Value>, Refusal> {
+    /// Order the move of a valid new task into `assigned/<agent>/`.
+    fn intake_task(&mut self, file: &InboxFile, doc: Map<String, Value>) -> Result<(), Refusal> {
         let task = Task::from_doc(doc)?;
         if let Some(status) = task.status.filter(|s| !matches!(s, Status::New | Status::Inbox)) {
             return Err(Refusal::new(
@@ -351,7 +340,7 @@ impl Engine {
         assigned.path = Some(dest);
         assigned.edits = Some(edits);
         self.emit(assigned.with_data("task", task_meta(&task)));
-        Ok(task.doc)
+        Ok(())
     }
 
     pub(super) fn check_agent(&self, agent: &str) -> Result<(), Refusal> {

@@ -94,7 +94,7 @@ pub struct Engine {
     pub sink: Option<Box<dyn CommitSink>>,
     /// Task files read by intake in this round, by root-relative path: `perform` moves them
     /// without reading them again when they are still that version. Emptied at each commit.
-    source_cache: HashMap<String, perform::ReadSource>,
+    source_cache: HashMap<String, (crate::lifecycle::fsops::Fingerprint, Vec<u8>)>,
     /// Where removed and replaced files go, so that freeing them never waits on the ack path.
     trash: Trash,
 }

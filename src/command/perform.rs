@@ -13,13 +13,10 @@ use crate::lifecycle::edit::{self, Edit};
 use crate::lifecycle::fsops::{self, Fingerprint};
 use crate::task::Status;
 
-type Mapping = Map<String, Value>;
-
-/// Apply lifecycle edits to a task file's text (`parsed`: the mapping intake made of these very
-/// bytes, which spares parsing them again). Edits only ever come from the daemon on files it
-/// has parsed, so a failure here means the file changed under us; the text is then kept as it
-/// is rather than lost.
-pub fn edited_bytes(bytes: &[u8], edits: Option<&Mapping>, parsed: Option<Mapping>) -> Vec<u8> {
+/// Apply lifecycle edits to a task file's text. Edits only ever come from the daemon on files
+/// it has parsed, so a failure here means the file changed under us; the text is then kept
+/// as it is rather than lost.
+pub fn edited_bytes(bytes: &[u8], edits: Option<&Map<String, Value>>) -> Vec<u8> {
     let Some(edits) = edits.filter(|e| !e.is_empty()) else {
         return bytes.to_vec();
     };
@@ -33,11 +30,7 @@ pub fn edited_bytes(bytes: &[u8], edits: Option<&Mapping>, parsed: Option<Mappin
             other => Edit::Set(k, other.clone()),
         })
         .collect();
-    let edited = match parsed {
-        Some(original) => Ok(edit::apply_parsed(text, original, &list)),
-        None => edit::apply(text, &list),
-    };
-    match edited {
+    match edit::apply(text, &list) {
         Ok(edited) => {
             if !edited.surgical {
                 tracing::warn!("task file layout too unusual for a surgical edit; rewrote it whole");
@@ -111,22 +104,15 @@ impl Stage {
     }
 }
 
-/// A task file intake read and parsed in this round.
-pub(super) struct ReadSource {
-    pub fingerprint: Fingerprint,
-    pub bytes: Vec<u8>,
-    pub doc: Mapping,
-}
-
-/// The bytes (and mapping) intake read from `src` in this round, if the file is still that
-/// version (one stat instead of reading and parsing it again); else the file as it is now.
-fn cached_or_read(cached: Option<ReadSource>, src: &Path) -> std::io::Result<(Vec<u8>, Option<Mapping>)> {
-    if let Some(read) = cached
-        && std::fs::symlink_metadata(src).is_ok_and(|m| Fingerprint::of(&m) == read.fingerprint)
+/// The bytes intake read from `src` in this round, if the file is still that version (one
+/// stat instead of reading it again); else the file as it is now.
+fn cached_or_read(cached: Option<(Fingerprint, Vec<u8>)>, src: &Path) -> std::io::Result<Vec<u8>> {
+    if let Some((fp, bytes)) = cached
+        && std::fs::symlink_metadata(src).is_ok_and(|m| Fingerprint::of(&m) == fp)
     {
-        return Ok((read.bytes, Some(read.doc)));
+        return Ok(bytes);
     }
-    std::fs::read(src).map(|bytes| (bytes, None))
+    std::fs::read(src)
 }
 
 fn parent(p: &Path) -> PathBuf {
@@ -150,13 +136,13 @@ impl Engine {
         match (ev.op.as_deref(), &src, &dest) {
             (Some("move"), Some(src), Some(dest)) => {
                 let cached = ev.src.as_deref().and_then(|rel| self.source_cache.remove(rel));
-                let (bytes, parsed) = match cached_or_read(cached, src) {
-                    Ok(read) => read,
+                let bytes = match cached_or_read(cached, src) {
+                    Ok(b) => b,
                     // Gone since the decision (deleted by a user): the next scan records it.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
                     Err(e) => return Err(fsops::ctx("read", src)(e).into()),
                 };
-                let new = edited_bytes(&bytes, ev.edits.as_ref(), parsed);
+                let new = edited_bytes(&bytes, ev.edits.as_ref());
                 if recovering && src != dest && dest.exists() {
                     // The destination was renamed into place before the crash; only the
                     // removal of the source is missing — unless the destination is another file.

@@ -53,27 +53,18 @@ impl std::error::Error for EditError {
 
 /// Apply the edits to a YAML document whose root is a block mapping.
 pub fn apply(text: &str, edits: &[Edit]) -> Result<Edited, EditError> {
-    let Value::Object(original) = parse_document(text, &Budget::default()).map_err(EditError::Parse)? else {
-        return Err(EditError::NotAMapping);
-    };
-    Ok(apply_parsed(text, original, edits))
-}
-
-/// `apply` for a document already parsed: `original` must be what `parse_document` made of
-/// `text` (the caller parsed it to decide the edits). The result is still proven by a parse.
-pub fn apply_parsed(text: &str, original: Map<String, Value>, edits: &[Edit]) -> Edited {
     // A byte-order mark is kept where it was, outside the line scanning.
     if let Some(rest) = text.strip_prefix('\u{feff}') {
-        let e = apply_parsed(rest, original, edits);
-        return Edited {
+        return apply(rest, edits).map(|e| Edited {
             text: format!("\u{feff}{}", e.text),
             ..e
-        };
+        });
     }
-    // The line scan is a heuristic; only a re-parse that yields exactly the
-    // expected mapping lets its result through.
-    let candidate = Layout::scan(text, &original).map(|layout| layout.apply(edits));
-    let mut expected = original;
+    let budget = Budget::default();
+    let Value::Object(original) = parse_document(text, &budget).map_err(EditError::Parse)? else {
+        return Err(EditError::NotAMapping);
+    };
+    let mut expected = original.clone();
     for edit in edits {
         match edit {
             Edit::Set(key, value) => {
@@ -84,18 +75,21 @@ pub fn apply_parsed(text: &str, original: Map<String, Value>, edits: &[Edit]) ->
             }
         }
     }
-    if let Some(candidate) = candidate
-        && parse_document(&candidate, &Budget::default()).is_ok_and(|v| same_mapping(&v, &expected))
-    {
-        return Edited {
-            text: candidate,
-            surgical: true,
-        };
+    // The line scan is a heuristic; only a re-parse that yields exactly the
+    // expected mapping lets its result through.
+    if let Some(layout) = Layout::scan(text, &original) {
+        let candidate = layout.apply(edits);
+        if parse_document(&candidate, &budget).is_ok_and(|v| same_mapping(&v, &expected)) {
+            return Ok(Edited {
+                text: candidate,
+                surgical: true,
+            });
+        }
     }
-    Edited {
+    Ok(Edited {
         text: render_document(&expected),
         surgical: false,
-    }
+    })
 }
 
 /// Render one top-level `key: value` entry as block YAML text ending in '\n' (used for new keys).
