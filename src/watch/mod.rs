@@ -9,7 +9,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 #[cfg(target_os = "linux")]
 pub mod inotify;
-#[cfg(not(target_os = "linux"))]
+#[cfg(any(not(target_os = "linux"), test))]
 mod portable;
 #[cfg(target_os = "linux")]
 mod tree;
