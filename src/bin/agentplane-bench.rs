@@ -1065,28 +1065,39 @@ impl Bench {
         Ok(t0.elapsed().as_secs_f64())
     }
 
+    /// Time a reference over `n` files in an inbox: per batch of `BATCH`, each file read,
+    /// parsed and given a log line, one log fdatasync, then `per_batch` with the batch's
+    /// names and texts.
+    fn logged_batches(
+        &self,
+        name: &str,
+        n: usize,
+        mut per_batch: impl FnMut(&IntakeScratch, &[String], Vec<String>) -> Res<()>,
+    ) -> Res<f64> {
+        let scratch = self.intake_scratch(name, "inbox", n)?;
+        let mut log = append_log(&scratch.root)?;
+        sync_disks();
+        let t0 = Instant::now();
+        let mut seq = 0;
+        for chunk in scratch.names.chunks(BATCH) {
+            let texts = log_batch(&mut log, &scratch.inbox, chunk, &mut seq)?;
+            per_batch(&scratch, chunk, texts)?;
+        }
+        Ok(t0.elapsed().as_secs_f64())
+    }
+
     /// What a group-committed intake could reach: as the baseline, but each file is rewritten
     /// (a status line added) through a temp file, the temp files of a batch are fdatasynced
     /// by `SYNC_THREADS` threads at once (so the device sees a queue, not one write at a time),
     /// then renamed, one fsync of the destination, the inbox files set aside, one fsync of the inbox.
     fn group_commit_reference(&self, n: usize) -> Res<f64> {
-        let IntakeScratch {
-            root: dir,
-            inbox,
-            dest,
-            trash,
-            names,
-            ..
-        } = self.intake_scratch("intake-group", "inbox", n)?;
-        let mut log = append_log(&dir)?;
-        sync_disks();
-        let t0 = Instant::now();
-        let mut seq = 0;
-        for chunk in names.chunks(BATCH) {
-            let texts = log_batch(&mut log, &inbox, chunk, &mut seq)?;
+        self.logged_batches("intake-group", n, |scratch, chunk, texts| {
+            let IntakeScratch {
+                inbox, dest, trash, ..
+            } = scratch;
             let mut temps = Vec::with_capacity(chunk.len());
             for (name, text) in chunk.iter().zip(texts) {
-                let tmp = fsops::temp_path(&dest);
+                let tmp = fsops::temp_path(dest);
                 let mut file = File::create_new(&tmp).map_err(io(tmp.display()))?;
                 file.write_all(format!("{text}status: assigned\n").as_bytes())
                     .map_err(io(tmp.display()))?;
@@ -1106,13 +1117,12 @@ impl Bench {
             for (_, tmp, to) in &temps {
                 fsops::rename(tmp, to).map_err(|e| e.to_string())?;
             }
-            fsops::fsync_dir(&dest).map_err(|e| e.to_string())?;
+            fsops::fsync_dir(dest).map_err(|e| e.to_string())?;
             for name in chunk {
-                set_aside(&inbox, name, &trash)?;
+                set_aside(inbox, name, trash)?;
             }
-            fsops::fsync_dir(&inbox).map_err(|e| e.to_string())?;
-        }
-        Ok(t0.elapsed().as_secs_f64())
+            fsops::fsync_dir(inbox).map_err(|e| e.to_string())
+        })
     }
 
     /// What a rewrite costs without a new file: as the group commit, but each inbox file is
@@ -1121,19 +1131,8 @@ impl Bench {
     /// as it stands (a power loss can tear a file whose old bytes are gone): the measure of
     /// the protocol the daemon does not use (decisions.md).
     fn in_place_reference(&self, n: usize) -> Res<f64> {
-        let IntakeScratch {
-            root: dir,
-            inbox,
-            dest,
-            names,
-            ..
-        } = self.intake_scratch("intake-in-place", "inbox", n)?;
-        let mut log = append_log(&dir)?;
-        sync_disks();
-        let t0 = Instant::now();
-        let mut seq = 0;
-        for chunk in names.chunks(BATCH) {
-            let texts = log_batch(&mut log, &inbox, chunk, &mut seq)?;
+        self.logged_batches("intake-in-place", n, |scratch, chunk, texts| {
+            let IntakeScratch { inbox, dest, .. } = scratch;
             for (name, text) in chunk.iter().zip(texts) {
                 let to = dest.join(name);
                 fs::rename(inbox.join(name), &to).map_err(io(name))?;
@@ -1151,10 +1150,9 @@ impl Bench {
             // Two paths: `sync_data_of` makes one syncfs of them, as the daemon's batches do.
             let first = dest.join(&chunk[0]);
             fsops::sync_data_of(&[first.clone(), first]).map_err(|e| e.to_string())?;
-            fsops::fsync_dir(&dest).map_err(|e| e.to_string())?;
-            fsops::fsync_dir(&inbox).map_err(|e| e.to_string())?;
-        }
-        Ok(t0.elapsed().as_secs_f64())
+            fsops::fsync_dir(dest).map_err(|e| e.to_string())?;
+            fsops::fsync_dir(inbox).map_err(|e| e.to_string())
+        })
     }
 
     /// The same files moved one at a time with the daemon's own primitives (write temp +
