@@ -365,3 +365,38 @@ fn removed_and_replaced_files_go_through_the_trash_which_a_clean_stop_leaves_emp
         .collect();
     assert!(left.is_empty(), "the trash still holds {left:?}");
 }
+
+#[test]
+fn an_inbox_file_rewritten_but_not_renamed_at_a_crash_is_finished_from_the_redo_record() {
+    let root = Root::new("agents:\n  human: {}\n");
+    let mut daemon = root.spawn_daemon(&[]);
+    root.drop_task(
+        "r.yaml",
+        "# kept comment\nid: r\nagent: human\ntitle: Survive a crash\n",
+    );
+    let assigned = root.collab("assigned/human/r.yaml");
+    wait_for(30, "task assigned", || assigned.exists());
+    let written = std::fs::read_to_string(&assigned).unwrap();
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    // What a power loss between the in-place rewrite and its rename can leave: the inode back
+    // under its inbox name, its new text only half there.
+    let inbox = root.collab("inbox/r.yaml");
+    std::fs::rename(&assigned, &inbox).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&inbox)
+        .unwrap()
+        .set_len(written.len() as u64 / 2)
+        .unwrap();
+    root.run_once_ok();
+    assert_eq!(std::fs::read_to_string(&assigned).unwrap(), written);
+    assert!(!inbox.exists(), "the half-written inbox file is still there");
+    assert!(
+        root.events_named("task_rejected").is_empty(),
+        "{:#?}",
+        root.events()
+    );
+    assert_eq!(root.events_named("task_assigned").len(), 1);
+    assert_eq!(root.events_named("task_received").len(), 1);
+}

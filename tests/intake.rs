@@ -427,3 +427,26 @@ fn a_file_dated_in_the_future_is_taken_at_once() {
     wait_for(10, "the task assigned", || root.exists("assigned/bot/ahead.yaml"));
     assert!(stop_daemon(daemon).success());
 }
+
+#[test]
+fn a_taken_inbox_file_is_rewritten_in_place_unless_another_name_links_it() {
+    let root = Root::new("agents:\n  human: {}\n");
+    let text = |id: &str| format!("id: {id}\nagent: human\ntitle: Task {id}\n");
+    root.drop_task("own.yaml", &text("own"));
+    let own_ino =
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(root.collab("inbox/own.yaml")).unwrap());
+    // A file kept elsewhere and linked into the inbox: its other name must not change.
+    let elsewhere = root.p("elsewhere.yaml");
+    std::fs::write(&elsewhere, text("linked")).unwrap();
+    std::fs::hard_link(&elsewhere, root.collab("inbox/linked.yaml")).unwrap();
+    root.run_once_ok();
+    for id in ["own", "linked"] {
+        let rel = format!("assigned/human/{id}.yaml");
+        assert_eq!(root.field(&rel, "status").as_deref(), Some("assigned"), "{id}");
+    }
+    let assigned_ino = std::os::unix::fs::MetadataExt::ino(
+        &std::fs::metadata(root.collab("assigned/human/own.yaml")).unwrap(),
+    );
+    assert_eq!(assigned_ino, own_ino, "the inbox file was not rewritten in place");
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), text("linked"));
+}

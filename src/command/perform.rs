@@ -11,6 +11,7 @@ use super::{Engine, Fatal};
 use crate::event::Event;
 use crate::lifecycle::edit::{self, Edit};
 use crate::lifecycle::fsops::{self, Fingerprint};
+use crate::lifecycle::redo::{self, Rewrite};
 use crate::task::Status;
 
 /// Apply lifecycle edits to a task file's text. Edits only ever come from the daemon on files
@@ -96,6 +97,10 @@ pub(super) struct Stage {
     touched: HashSet<PathBuf>,
     /// Task files written, with the fingerprint of what the daemon wrote.
     written: Vec<(String, Fingerprint)>,
+    /// Moves out of the inbox that rewrite the file in its own inode, and the batch they are
+    /// of (their redo record names it).
+    rewrites: Vec<Rewrite>,
+    batch: u64,
 }
 
 impl Stage {
@@ -103,6 +108,9 @@ impl Stage {
         paths.iter().any(|p| self.touched.contains(*p))
     }
 }
+
+/// The redo record of the last in-place moves, in the state folder.
+const REDO: &str = "redo.jsonl";
 
 /// The bytes intake read from `src` in this round, if the file is still that version (one
 /// stat instead of reading it again); else the file as it is now.
@@ -152,18 +160,21 @@ impl Engine {
                         tracing::error!(src = %src.display(), dest = %dest.display(),
                             "both the source and a different destination exist; left both for a human");
                     }
+                } else if let (false, Some(ino), Some(from), Some(to)) =
+                    (recovering, ev.src_ino, ev.src.as_ref(), ev.path.as_ref())
+                    && src.parent() == Some(self.layout.inbox().as_path())
+                    && std::str::from_utf8(&new).is_ok()
+                {
+                    stage.batch = ev.batch;
+                    stage.rewrites.push(Rewrite {
+                        src: from.clone(),
+                        ino,
+                        dest: to.clone(),
+                        task_id: ev.task_id.clone(),
+                        content: String::from_utf8(new).expect("checked to be UTF-8"),
+                    });
                 } else {
-                    let (tmp, fingerprint) = self.trash.create_temp(dest, &new)?;
-                    stage.temps.push(tmp.clone());
-                    stage.renames.push((tmp, dest.clone()));
-                    if src != dest {
-                        stage.removals.push(src.clone());
-                    } else {
-                        stage.replaced.push(dest.clone());
-                    }
-                    if let Some(id) = &ev.task_id {
-                        stage.written.push((id.clone(), fingerprint));
-                    }
+                    self.copy_into_place(stage, src, dest, &new, ev.task_id.as_ref())?;
                 }
             }
             (Some("reject"), Some(src), Some(dest)) => {
@@ -193,11 +204,70 @@ impl Engine {
         Ok(())
     }
 
-    /// Carry out a stage: sync the new data, rename it into place, fsync those directories,
-    /// then remove the sources and fsync their directories. Removed and replaced files go to
-    /// the trash; the sweeper frees them off the ack path.
+    /// The copy path of a move: `new` in another inode (a spare, or a new file) next to
+    /// `dest`, renamed into place once durable; `src` removed after that.
+    fn copy_into_place(
+        &mut self,
+        stage: &mut Stage,
+        src: &Path,
+        dest: &Path,
+        new: &[u8],
+        task_id: Option<&String>,
+    ) -> Result<(), Fatal> {
+        let (tmp, fingerprint) = self.trash.create_temp(dest, new)?;
+        stage.temps.push(tmp.clone());
+        stage.renames.push((tmp, dest.to_path_buf()));
+        if src != dest {
+            stage.removals.push(src.to_path_buf());
+        } else {
+            stage.replaced.push(dest.to_path_buf());
+        }
+        if let Some(id) = task_id {
+            stage.written.push((id.clone(), fingerprint));
+        }
+        Ok(())
+    }
+
+    /// The in-place moves of a stage: their redo record made durable first, then each inbox
+    /// file rewritten in its own inode and staged for the rename into place (after the data
+    /// sync, like any new file). A file that may not be rewritten so (another link, owner or
+    /// mode, or swapped since it was read) takes the copy path.
+    fn rewrite_in_place(&mut self, stage: &mut Stage) -> Result<(), Fatal> {
+        let rewrites = std::mem::take(&mut stage.rewrites);
+        let record = self.layout.state_dir().join(REDO);
+        redo::write(&record, stage.batch, &rewrites)?;
+        let mut folders = HashSet::new();
+        for r in rewrites {
+            let (src, dest) = (self.layout.abs(&r.src), self.layout.abs(&r.dest));
+            match self.trash.rewrite(&src, r.ino, r.content.as_bytes()) {
+                Ok(fingerprint) => {
+                    if folders.insert(parent(&dest)) {
+                        fsops::make_parent(&dest)?;
+                    }
+                    stage.temps.push(src.clone());
+                    stage.renames.push((src, dest));
+                    if let Some(id) = r.task_id {
+                        stage.written.push((id, fingerprint));
+                    }
+                }
+                // Gone since the decision (deleted by a user): the next scan records it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => {
+                    self.copy_into_place(stage, &src, &dest, r.content.as_bytes(), r.task_id.as_ref())?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Carry out a stage: rewrite its in-place moves, sync the new data, rename it into place,
+    /// fsync those directories, then remove the sources and fsync their directories. Removed
+    /// and replaced files go to the trash; the sweeper frees them off the ack path.
     pub(super) fn flush(&mut self, stage: &mut Stage) -> Result<(), Fatal> {
-        let stage = std::mem::take(stage);
+        let mut stage = std::mem::take(stage);
+        if !stage.rewrites.is_empty() {
+            self.rewrite_in_place(&mut stage)?;
+        }
         if !stage.temps.is_empty() {
             fsops::sync_data_of(&stage.temps)?;
         }
@@ -239,6 +309,20 @@ impl Engine {
         let last_batch = events.last().map_or(0, |e| e.batch);
         let mut redone = 0;
         let mut stage = Stage::default();
+        // An inbox file of the last batch still in the inbox under its inode was (perhaps
+        // partly) rewritten but not renamed: its content is in the redo record.
+        if let Some((batch, rewrites)) = redo::read(&self.layout.state_dir().join(REDO))
+            && batch == last_batch
+        {
+            for r in rewrites {
+                let (src, dest) = (self.layout.abs(&r.src), self.layout.abs(&r.dest));
+                if fsops::inode(&src) == Some(r.ino) {
+                    self.copy_into_place(&mut stage, &src, &dest, r.content.as_bytes(), r.task_id.as_ref())?;
+                    stage.touched.extend([src, dest]);
+                    redone += 1;
+                }
+            }
+        }
         for ev in events
             .iter()
             .rev()

@@ -144,6 +144,17 @@ pub fn create_dir_all(dir: &Path) -> Result<(), FsError> {
     fs::create_dir_all(dir).map_err(ctx("create directory", dir))
 }
 
+/// Create the folder `dest` goes into when it is missing (an agent's first task, or one
+/// removed by hand), durably: its own entry must survive a power loss like the file will.
+pub fn make_parent(dest: &Path) -> Result<(), FsError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    if dir.is_dir() {
+        return Ok(());
+    }
+    create_dir_all(dir)?;
+    fsync_dir(dir.parent().unwrap_or(Path::new(".")))
+}
+
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 const TEMP_PREFIX: &str = ".agentplane-";
@@ -191,9 +202,7 @@ pub fn create_temp(dest: &Path, bytes: &[u8]) -> Result<(PathBuf, Fingerprint), 
     let create = || create_new(&tmp);
     let mut file = match create() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            create_dir_all(dir)?;
-            // The new directory's own entry must survive a power loss like the file will.
-            fsync_dir(dir.parent().unwrap_or(Path::new(".")))?;
+            make_parent(dest)?;
             create()
         }
         other => other,

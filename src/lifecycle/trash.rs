@@ -168,7 +168,7 @@ impl Trash {
                 return None;
             }
             self.taken = true;
-            match overwrite(&tmp, bytes, own) {
+            match overwrite(&tmp, bytes, own, None) {
                 Ok(fingerprint) => return Some((tmp, fingerprint)),
                 // Not reusable after all (another owner, another link, a directory): back to
                 // the trash to be freed, or freed here if even that fails; try the next one.
@@ -181,6 +181,17 @@ impl Trash {
                 }
             }
         }
+    }
+
+    /// Rewrite the file at `path` with `bytes` in its own inode — intake's in-place move —
+    /// when it is still inode `ino` and looks like one of the daemon's own files (owner,
+    /// mode, one link, so no other name and no other owner's rights see the change). An
+    /// error means the caller takes the copy path; the file may then be partly rewritten.
+    pub fn rewrite(&self, path: &Path, ino: u64, bytes: &[u8]) -> io::Result<Fingerprint> {
+        let own = self
+            .own
+            .ok_or_else(|| io::Error::other("the daemon's own files are unknown"))?;
+        overwrite(path, bytes, own, Some(ino))
     }
 
     /// Make the departure of the spares taken since the last call durable. The caller does
@@ -253,15 +264,17 @@ fn free(path: &Path) {
     }
 }
 
-/// Overwrite a spare in place with `bytes`: no block is freed unless it shrinks past one.
-fn overwrite(path: &Path, bytes: &[u8], own: Owner) -> io::Result<Fingerprint> {
+/// Overwrite a file of the daemon's own (and inode `ino`, when given) in place with `bytes`:
+/// no block is freed unless it shrinks past one.
+fn overwrite(path: &Path, bytes: &[u8], own: Owner, ino: Option<u64>) -> io::Result<Fingerprint> {
     let file = OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
     let meta = file.metadata()?;
-    if !meta.is_file() || meta.nlink() != 1 || Owner::of(&meta) != own {
-        return Err(io::Error::other("not a spare the daemon may reuse"));
+    if !meta.is_file() || meta.nlink() != 1 || Owner::of(&meta) != own || ino.is_some_and(|i| i != meta.ino())
+    {
+        return Err(io::Error::other("not a file the daemon may rewrite"));
     }
     file.write_all_at(bytes, 0)?;
     if meta.len() > bytes.len() as u64 {
