@@ -1128,8 +1128,8 @@ impl Bench {
     /// What a rewrite costs without a new file: as the group commit, but each inbox file is
     /// renamed into place and then rewritten in its own inode (no inode allocated, no temp
     /// name, nothing set aside), one `syncfs` per batch making the data durable. Not crash-safe
-    /// as it stands (a power loss can tear a file whose old bytes are gone): the measure of
-    /// the protocol the daemon does not use (decisions.md).
+    /// as it stands (a power loss can tear a file whose old bytes are gone; the daemon's
+    /// in-place intake keeps a redo record for that, decisions.md): the rewrite's own cost.
     fn in_place_reference(&self, n: usize) -> Res<f64> {
         self.logged_batches("intake-in-place", n, |scratch, chunk, texts| {
             let IntakeScratch { inbox, dest, .. } = scratch;
