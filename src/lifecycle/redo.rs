@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::fsops::{FsError, ctx};
+use super::fsops::{FsError, ctx, fsync_dir};
 
 /// One file rewritten in place: which inode at `src` (root-relative), bound for `dest`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,7 +30,8 @@ struct Header {
 
 /// Replace the record with the rewrites of `batch` and make it durable. A crash while writing
 /// leaves a short record; no file has been rewritten then, and a short record only names
-/// rewrites whose source is still intact.
+/// rewrites whose source is still intact. The first record also makes its name durable: a
+/// record whose directory entry a power loss took would leave the rewrites it covers lost.
 pub fn write(path: &Path, batch: u64, rewrites: &[Rewrite]) -> Result<(), FsError> {
     let mut text = serde_json::to_string(&Header { batch }).expect("a header serializes");
     text.push('\n');
@@ -38,6 +39,7 @@ pub fn write(path: &Path, batch: u64, rewrites: &[Rewrite]) -> Result<(), FsErro
         text.push_str(&serde_json::to_string(r).expect("a rewrite serializes"));
         text.push('\n');
     }
+    let created = !path.exists();
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -45,7 +47,11 @@ pub fn write(path: &Path, batch: u64, rewrites: &[Rewrite]) -> Result<(), FsErro
         .open(path)
         .map_err(ctx("open", path))?;
     file.write_all(text.as_bytes()).map_err(ctx("write", path))?;
-    file.sync_data().map_err(ctx("fsync", path))
+    file.sync_data().map_err(ctx("fsync", path))?;
+    if created {
+        fsync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    }
+    Ok(())
 }
 
 /// The batch the record belongs to and its complete lines; `None` when there is no record.
