@@ -1147,9 +1147,8 @@ impl Bench {
                 )
                 .map_err(io(to.display()))?;
             }
-            // Two paths: `sync_data_of` makes one syncfs of them, as the daemon's batches do.
-            let first = dest.join(&chunk[0]);
-            fsops::sync_data_of(&[first.clone(), first]).map_err(|e| e.to_string())?;
+            // One syncfs, as the daemon's batches do.
+            fsops::sync_filesystem(dest).map_err(|e| e.to_string())?;
             fsops::fsync_dir(dest).map_err(|e| e.to_string())?;
             fsops::fsync_dir(inbox).map_err(|e| e.to_string())
         })

@@ -160,21 +160,26 @@ impl Engine {
                         tracing::error!(src = %src.display(), dest = %dest.display(),
                             "both the source and a different destination exist; left both for a human");
                     }
-                } else if let (false, Some(ino), Some(from), Some(to)) =
-                    (recovering, ev.src_ino, ev.src.as_ref(), ev.path.as_ref())
-                    && src.parent() == Some(self.layout.inbox().as_path())
-                    && std::str::from_utf8(&new).is_ok()
-                {
-                    stage.batch = ev.batch;
-                    stage.rewrites.push(Rewrite {
-                        src: from.clone(),
-                        ino,
-                        dest: to.clone(),
-                        task_id: ev.task_id.clone(),
-                        content: String::from_utf8(new).expect("checked to be UTF-8"),
-                    });
                 } else {
-                    self.copy_into_place(stage, src, dest, &new, ev.task_id.as_ref())?;
+                    // A taken inbox file is rewritten in place (at the flush, after its redo
+                    // record); anything else, or text that is not UTF-8, is copied.
+                    let in_place = !recovering && src.parent() == Some(self.layout.inbox().as_path());
+                    match (in_place, ev.src_ino, String::from_utf8(new)) {
+                        (true, Some(ino), Ok(content)) => {
+                            stage.batch = ev.batch;
+                            stage.rewrites.push(Rewrite {
+                                src: self.layout.rel(src),
+                                ino,
+                                dest: self.layout.rel(dest),
+                                task_id: ev.task_id.clone(),
+                                content,
+                            });
+                        }
+                        (_, _, new) => {
+                            let new = new.map_or_else(|e| e.into_bytes(), String::into_bytes);
+                            self.copy_into_place(stage, src, dest, &new, ev.task_id.as_ref())?;
+                        }
+                    }
                 }
             }
             (Some("reject"), Some(src), Some(dest)) => {

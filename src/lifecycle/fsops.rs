@@ -225,15 +225,7 @@ pub fn write_temp(dest: &Path, bytes: &[u8]) -> Result<PathBuf, FsError> {
 pub fn sync_data_of(files: &[PathBuf]) -> Result<(), FsError> {
     #[cfg(target_os = "linux")]
     if files.len() > 1 {
-        let first = &files[0];
-        let fd = File::open(first).map_err(ctx("open", first))?;
-        // SAFETY: `fd` is an open descriptor for the duration of the call.
-        let rc = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&fd)) };
-        return if rc == 0 {
-            Ok(())
-        } else {
-            Err(ctx("syncfs", first)(io::Error::last_os_error()))
-        };
+        return sync_filesystem(&files[0]);
     }
     for f in files {
         File::open(f)
@@ -241,6 +233,19 @@ pub fn sync_data_of(files: &[PathBuf]) -> Result<(), FsError> {
             .map_err(ctx("fsync", f))?;
     }
     Ok(())
+}
+
+/// `syncfs`: make everything written to the filesystem that holds `any` durable.
+#[cfg(target_os = "linux")]
+pub fn sync_filesystem(any: &Path) -> Result<(), FsError> {
+    let fd = File::open(any).map_err(ctx("open", any))?;
+    // SAFETY: `fd` is an open descriptor for the duration of the call.
+    let rc = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&fd)) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(ctx("syncfs", any)(io::Error::last_os_error()))
+    }
 }
 
 pub fn rename(from: &Path, to: &Path) -> Result<(), FsError> {

@@ -9,9 +9,13 @@
 //! journal discards the blocks inside `unlink`), and allocating one scans past every inode
 //! freed in the last minutes on such a filesystem; docs/benchmarks.md has the measurements.
 //!
+//! The same test of "one of the daemon's own files" decides whether intake may rewrite a taken
+//! inbox file in its own inode (`rewrite`).
+//!
 //! The trash is never read. What a crash leaves in it is removed by the next start's sweep.
 //! May not: remove anything outside the trash directory, except a file it was asked to remove
-//! and could not move there (another filesystem), or a temp file it created itself.
+//! and could not move there (another filesystem), or a temp file it created itself; write a
+//! file that fails that test.
 
 use std::fs::{self, OpenOptions};
 use std::io;
