@@ -40,6 +40,10 @@ impl Layout {
     pub fn trash(&self) -> PathBuf {
         self.state_dir().join("trash")
     }
+    /// The new contents of the last batch's in-place rewrites of inbox files (`lifecycle::redo`).
+    pub fn redo_record(&self) -> PathBuf {
+        self.state_dir().join("redo.jsonl")
+    }
     /// The seq of the last event whose file changes are committed to git.
     pub fn audit_mark(&self) -> PathBuf {
         self.state_dir().join("audited-seq")

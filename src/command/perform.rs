@@ -109,9 +109,6 @@ impl Stage {
     }
 }
 
-/// The redo record of the last in-place moves, in the state folder.
-const REDO: &str = "redo.jsonl";
-
 /// The bytes intake read from `src` in this round, if the file is still that version (one
 /// stat instead of reading it again); else the file as it is now.
 fn cached_or_read(cached: Option<(Fingerprint, Vec<u8>)>, src: &Path) -> std::io::Result<Vec<u8>> {
@@ -239,7 +236,7 @@ impl Engine {
     /// mode, or swapped since it was read) takes the copy path.
     fn rewrite_in_place(&mut self, stage: &mut Stage) -> Result<(), Fatal> {
         let rewrites = std::mem::take(&mut stage.rewrites);
-        let record = self.layout.state_dir().join(REDO);
+        let record = self.layout.redo_record();
         redo::write(&record, stage.batch, &rewrites)?;
         let mut folders = HashSet::new();
         for r in rewrites {
@@ -316,7 +313,7 @@ impl Engine {
         let mut stage = Stage::default();
         // An inbox file of the last batch still in the inbox under its inode was (perhaps
         // partly) rewritten but not renamed: its content is in the redo record.
-        if let Some((batch, rewrites)) = redo::read(&self.layout.state_dir().join(REDO))
+        if let Some((batch, rewrites)) = redo::read(&self.layout.redo_record())
             && batch == last_batch
         {
             for r in rewrites {
