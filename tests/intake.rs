@@ -450,3 +450,37 @@ fn a_taken_inbox_file_is_rewritten_in_place_unless_another_name_links_it() {
     assert_eq!(assigned_ino, own_ino, "the inbox file was not rewritten in place");
     assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), text("linked"));
 }
+
+/// Large files are read ahead of their decisions only up to a bound: a drop of 20 files of
+/// nearly 1 MB each is taken in more than one batch, every file intact.
+#[test]
+fn a_drop_of_large_files_is_taken_in_bounded_batches() {
+    let root = Root::new(CFG);
+    let body: String = (0..20_000)
+        .map(|i| format!("  line {i:05} of the task's long notes\n"))
+        .collect();
+    assert!(body.len() > 600_000 && body.len() < 1_000_000);
+    for i in 0..30 {
+        root.drop_task(
+            &format!("big{i:02}.yaml"),
+            &format!("id: big{i:02}\nagent: bot\ntitle: big {i}\ndescription: |\n{body}"),
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    root.run_once_ok();
+    for i in 0..30 {
+        let text = root.read(&format!("assigned/bot/big{i:02}.yaml"));
+        assert!(text.contains(&body), "big{i:02}: the notes changed");
+        assert_eq!(yaml_field(&text, "status").as_deref(), Some("assigned"));
+    }
+    let batches: std::collections::BTreeSet<u64> = root
+        .events_named("task_assigned")
+        .iter()
+        .map(|e| e["batch"].as_u64().unwrap())
+        .collect();
+    assert!(
+        batches.len() >= 2,
+        "30 files of ~{} bytes in one batch",
+        body.len()
+    );
+}

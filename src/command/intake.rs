@@ -6,16 +6,18 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Map, Value, json};
 
+use super::perform::{Taken, edited_parsed};
 use super::state::task_meta;
 use super::{Engine, Fatal};
 use crate::clock;
 use crate::event::Event;
 use crate::layout::{self, Layout};
-use crate::lifecycle::fsops::{self, ReadRefusal};
+use crate::lifecycle::fsops::{self, Fingerprint, ReadRefusal};
 use crate::task::{self, Status, Task, yaml};
 
 /// What the watcher told us about an inbox file.
@@ -61,6 +63,9 @@ pub struct InboxFile {
 
 /// Most inbox files handled per batch, so one huge drop still commits and dispatches in steps.
 const BATCH: usize = 2000;
+/// Most bytes of inbox files read ahead of their decisions (and held until their batch is
+/// committed): a batch of 2,000 ordinary tasks reads ~4 MB.
+const CHUNK_BYTES: usize = 16 << 20;
 
 /// Parse a document into a mapping or say what is wrong (with line and column).
 pub fn parse_mapping(text: &str) -> Result<Map<String, Value>, Refusal> {
@@ -100,6 +105,65 @@ pub fn parse_mapping(text: &str) -> Result<Map<String, Value>, Refusal> {
     }
 }
 
+/// What intake learns about an inbox entry without the engine's state: a chunk of entries is
+/// looked at first, then the engine decides on each in turn.
+enum Look {
+    /// Gone since the listing.
+    Gone,
+    /// Not a regular file: refused unread.
+    Special(fs::Metadata, &'static str),
+    /// A regular file whose name is not `.yaml`: left alone.
+    NotYaml,
+    File(fs::Metadata, Result<Content, ReadRefusal>),
+}
+
+/// A regular inbox file as read, checksummed and (if UTF-8) parsed.
+struct Content {
+    bytes: Vec<u8>,
+    fingerprint: Fingerprint,
+    crc: u32,
+    /// `None`: the bytes are not UTF-8.
+    doc: Option<Result<Map<String, Value>, Refusal>>,
+}
+
+impl Look {
+    fn bytes(&self) -> usize {
+        match self {
+            Look::File(_, Ok(content)) => content.bytes.len(),
+            _ => 0,
+        }
+    }
+}
+
+fn look(inbox: &Path, name: &str, max_bytes: u64) -> Look {
+    let path = inbox.join(name);
+    let Ok(meta) = fs::symlink_metadata(&path) else {
+        return Look::Gone;
+    };
+    let ft = meta.file_type();
+    let special = if ft.is_symlink() {
+        "it is a symbolic link; links are never followed"
+    } else if ft.is_dir() {
+        "it is a directory"
+    } else if !ft.is_file() {
+        "it is not a regular file (a FIFO, socket or device)"
+    } else if !layout::is_yaml_name(name) {
+        return Look::NotYaml;
+    } else {
+        let read = fsops::read_stated_task_file(&path, &meta, max_bytes).map(|(bytes, fingerprint)| {
+            let doc = std::str::from_utf8(&bytes).ok().map(parse_mapping);
+            Content {
+                crc: crc32c::crc32c(&bytes),
+                bytes,
+                fingerprint,
+                doc,
+            }
+        });
+        return Look::File(meta, read);
+    };
+    Look::Special(meta, special)
+}
+
 impl Engine {
     /// Process every ready file in the inbox. Returns the earliest moment a not-yet-ready file
     /// should be looked at again.
@@ -122,62 +186,56 @@ impl Engine {
             .collect();
         self.inbox_hints.retain(|rel, _| present.contains(rel));
         let mut recheck: Option<Instant> = None;
-        let mut handled = 0;
-        for name in names {
-            if let Some(at) = self.intake_one(&name)? {
-                recheck = Some(recheck.map_or(at, |r: Instant| r.min(at)));
-            } else {
-                handled += 1;
+        let max_bytes = self.config.max_task_bytes;
+        let mut rest = names.as_slice();
+        while !rest.is_empty() {
+            // Each phase over a whole chunk in turn: reading and parsing every file, then
+            // deciding on each, keeps each phase's code hot. A chunk ends at `BATCH` files or
+            // `CHUNK_BYTES` read, so a drop of large files is never all in memory at once.
+            let mut looks = Vec::new();
+            let mut read = 0;
+            for name in rest.iter().take(BATCH) {
+                let look = look(&inbox, name, max_bytes);
+                read += look.bytes();
+                looks.push(look);
+                if read >= CHUNK_BYTES {
+                    break;
+                }
             }
-            if handled % BATCH == BATCH - 1 {
-                self.commit()?;
+            let (chunk, after) = rest.split_at(looks.len());
+            rest = after;
+            for (name, look) in chunk.iter().zip(looks) {
+                if let Some(at) = self.intake_one(name, look)? {
+                    recheck = Some(recheck.map_or(at, |r: Instant| r.min(at)));
+                }
             }
+            self.commit()?;
         }
-        self.commit()?;
         Ok(recheck)
     }
 
-    /// Handle one inbox entry. `Some(t)`: not ready yet, look again at `t`.
-    fn intake_one(&mut self, name: &str) -> Result<Option<Instant>, Fatal> {
-        let path = self.layout.inbox().join(name);
-        let rel = self.layout.rel(&path);
-        let Ok(meta) = fs::symlink_metadata(&path) else {
-            return Ok(None);
+    /// Decide on one inbox entry. `Some(t)`: not ready yet, look again at `t`.
+    fn intake_one(&mut self, name: &str, look: Look) -> Result<Option<Instant>, Fatal> {
+        let (meta, read) = match look {
+            Look::Gone | Look::NotYaml => return Ok(None),
+            Look::Special(meta, why) => {
+                self.reject(
+                    &self.inbox_file(name, &meta),
+                    Refusal::new(
+                        format!("not a task file: {why}"),
+                        "drop regular .yaml files into inbox/ (write elsewhere, then rename in)",
+                    ),
+                );
+                return Ok(None);
+            }
+            Look::File(meta, read) => (meta, read),
         };
-        let ft = meta.file_type();
-        let mut file = InboxFile {
-            rel: rel.clone(),
-            name: name.to_string(),
-            ino: meta.ino(),
-            crc: None,
-        };
-        let special = if ft.is_symlink() {
-            Some("it is a symbolic link; links are never followed")
-        } else if ft.is_dir() {
-            Some("it is a directory")
-        } else if !ft.is_file() {
-            Some("it is not a regular file (a FIFO, socket or device)")
-        } else {
-            None
-        };
-        if let Some(why) = special {
-            self.reject(
-                &file,
-                Refusal::new(
-                    format!("not a task file: {why}"),
-                    "drop regular .yaml files into inbox/ (write elsewhere, then rename in)",
-                ),
-            );
-            return Ok(None);
-        }
-        if !layout::is_yaml_name(name) {
-            return Ok(None);
-        }
-        if let Some(at) = self.not_settled(&rel, &meta) {
+        let mut file = self.inbox_file(name, &meta);
+        if let Some(at) = self.not_settled(&file.rel, &meta) {
             return Ok(Some(at));
         }
-        let (bytes, fingerprint) = match fsops::read_task_file(&path, self.config.max_task_bytes) {
-            Ok(read) => read,
+        let content = match read {
+            Ok(content) => content,
             Err(too_large @ ReadRefusal::TooLarge { .. }) => {
                 self.reject(&file, Refusal::new(
                     too_large.to_string(),
@@ -199,8 +257,8 @@ impl Engine {
                 return Ok(Some(Instant::now() + self.config.settle));
             }
         };
-        file.crc = Some(crc32c::crc32c(&bytes));
-        let Ok(text) = std::str::from_utf8(&bytes) else {
+        file.crc = Some(content.crc);
+        let Some(doc) = content.doc else {
             self.reject(
                 &file,
                 Refusal::new(
@@ -210,7 +268,7 @@ impl Engine {
             );
             return Ok(None);
         };
-        let doc = match parse_mapping(text) {
+        let doc = match doc {
             Ok(doc) => doc,
             Err(refusal) => {
                 // A plain write that is still going on can look broken; give it time.
@@ -221,18 +279,27 @@ impl Engine {
                 return Ok(None);
             }
         };
-        self.inbox_hints.remove(&rel);
+        self.inbox_hints.remove(&file.rel);
         if doc.contains_key("command") {
             self.apply_command_file(&file, doc);
         } else {
-            match self.intake_task(&file, doc) {
-                Ok(()) => {
-                    self.source_cache.insert(rel, (fingerprint, bytes));
+            match self.intake_task(&file, doc, &content.bytes, content.fingerprint) {
+                Ok(taken) => {
+                    self.source_cache.insert(file.rel, taken);
                 }
                 Err(refusal) => self.reject(&file, refusal),
             }
         }
         Ok(None)
+    }
+
+    fn inbox_file(&self, name: &str, meta: &fs::Metadata) -> InboxFile {
+        InboxFile {
+            rel: self.layout.rel(&self.layout.inbox().join(name)),
+            name: name.to_string(),
+            ino: meta.ino(),
+            crc: None,
+        }
     }
 
     /// `Some(t)` if the file may still be being written: no close/rename seen and not quiet
@@ -268,8 +335,15 @@ impl Engine {
         (age < grace).then(|| Instant::now() + (grace - age))
     }
 
-    /// Order the move of a valid new task into `assigned/<agent>/`.
-    fn intake_task(&mut self, file: &InboxFile, doc: Map<String, Value>) -> Result<(), Refusal> {
+    /// Order the move of a valid new task into `assigned/<agent>/` (`doc`: `bytes` parsed).
+    /// Gives back the text the move will write, worked out while the parse is at hand.
+    fn intake_task(
+        &mut self,
+        file: &InboxFile,
+        doc: Map<String, Value>,
+        bytes: &[u8],
+        fingerprint: Fingerprint,
+    ) -> Result<Taken, Refusal> {
         let task = Task::from_doc(doc)?;
         if let Some(status) = task.status.filter(|s| !matches!(s, Status::New | Status::Inbox)) {
             return Err(Refusal::new(
@@ -338,9 +412,16 @@ impl Engine {
         assigned.src_ino = Some(file.ino);
         assigned.src_crc = file.crc;
         assigned.path = Some(dest);
-        assigned.edits = Some(edits);
-        self.emit(assigned.with_data("task", task_meta(&task)));
-        Ok(())
+        assigned.edits = Some(edits.clone());
+        let assigned = assigned.with_data("task", task_meta(&task));
+        // The bytes parsed, so they are UTF-8.
+        let taken = Taken {
+            fingerprint,
+            edited: edited_parsed(&String::from_utf8_lossy(bytes), task.doc, &edits),
+            edits,
+        };
+        self.emit(assigned);
+        Ok(taken)
     }
 
     pub(super) fn check_agent(&self, agent: &str) -> Result<(), Refusal> {

@@ -92,9 +92,10 @@ pub struct Engine {
     pub settle_pending: bool,
     /// Where committed batches go (the daemon's publisher); `None`: nowhere.
     pub sink: Option<Box<dyn CommitSink>>,
-    /// Task files read by intake in this round, by root-relative path: `perform` moves them
-    /// without reading them again when they are still that version. Emptied at each commit.
-    source_cache: HashMap<String, (crate::lifecycle::fsops::Fingerprint, Vec<u8>)>,
+    /// Task files taken by intake in this round, by root-relative path, with their edited
+    /// text: `perform` moves them without reading or editing them again when they are still
+    /// that version. Emptied at each commit.
+    source_cache: HashMap<String, perform::Taken>,
     /// Where removed and replaced files go, so that freeing them never waits on the ack path.
     trash: Trash,
 }

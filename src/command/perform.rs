@@ -24,22 +24,36 @@ pub fn edited_bytes(bytes: &[u8], edits: Option<&Map<String, Value>>) -> Vec<u8>
     let Ok(text) = std::str::from_utf8(bytes) else {
         return bytes.to_vec();
     };
-    let list: Vec<Edit> = edits
+    match edit::apply(text, &edit_list(edits)) {
+        Ok(edited) => surgical_or_warn(edited).into_bytes(),
+        Err(_) => bytes.to_vec(),
+    }
+}
+
+/// `edited_bytes` for intake, which has just parsed `text` into `parsed` (with the task
+/// parser's default budget) and so spares the edit that parse.
+pub(super) fn edited_parsed(text: &str, parsed: Map<String, Value>, edits: &Map<String, Value>) -> String {
+    if edits.is_empty() {
+        return text.to_owned();
+    }
+    surgical_or_warn(edit::apply_parsed(text, parsed, &edit_list(edits)))
+}
+
+fn edit_list(edits: &Map<String, Value>) -> Vec<Edit<'_>> {
+    edits
         .iter()
         .map(|(k, v)| match v {
             Value::Null => Edit::Remove(k),
             other => Edit::Set(k, other.clone()),
         })
-        .collect();
-    match edit::apply(text, &list) {
-        Ok(edited) => {
-            if !edited.surgical {
-                tracing::warn!("task file layout too unusual for a surgical edit; rewrote it whole");
-            }
-            edited.text.into_bytes()
-        }
-        Err(_) => bytes.to_vec(),
+        .collect()
+}
+
+fn surgical_or_warn(edited: edit::Edited) -> String {
+    if !edited.surgical {
+        tracing::warn!("task file layout too unusual for a surgical edit; rewrote it whole");
     }
+    edited.text
 }
 
 /// Does `path` still hold the very file the event was decided on?
@@ -109,15 +123,30 @@ impl Stage {
     }
 }
 
-/// The bytes intake read from `src` in this round, if the file is still that version (one
-/// stat instead of reading it again); else the file as it is now.
-fn cached_or_read(cached: Option<(Fingerprint, Vec<u8>)>, src: &Path) -> std::io::Result<Vec<u8>> {
-    if let Some((fp, bytes)) = cached
-        && std::fs::symlink_metadata(src).is_ok_and(|m| Fingerprint::of(&m) == fp)
+/// A task file intake took in this round: what it looked like, the edits decided on it, and
+/// its text with those edits made (worked out while intake's parse was at hand; the parse
+/// itself is not kept, a batch's mappings would cost the idle daemon ~4 MB of fragments).
+pub(super) struct Taken {
+    pub fingerprint: Fingerprint,
+    pub edits: Map<String, Value>,
+    pub edited: String,
+}
+
+/// The new content of a move from `src`: what intake worked out, if the file is still that
+/// version and the edits are the same (one stat instead of a read and an edit); else the file
+/// as it is now with the edits made.
+fn moved_content(
+    cached: Option<Taken>,
+    src: &Path,
+    edits: Option<&Map<String, Value>>,
+) -> std::io::Result<Vec<u8>> {
+    if let Some(taken) = cached
+        && edits == Some(&taken.edits)
+        && std::fs::symlink_metadata(src).is_ok_and(|m| Fingerprint::of(&m) == taken.fingerprint)
     {
-        return Ok(bytes);
+        return Ok(taken.edited.into_bytes());
     }
-    std::fs::read(src)
+    Ok(edited_bytes(&std::fs::read(src)?, edits))
 }
 
 fn parent(p: &Path) -> PathBuf {
@@ -141,13 +170,12 @@ impl Engine {
         match (ev.op.as_deref(), &src, &dest) {
             (Some("move"), Some(src), Some(dest)) => {
                 let cached = ev.src.as_deref().and_then(|rel| self.source_cache.remove(rel));
-                let bytes = match cached_or_read(cached, src) {
-                    Ok(b) => b,
+                let new = match moved_content(cached, src, ev.edits.as_ref()) {
+                    Ok(new) => new,
                     // Gone since the decision (deleted by a user): the next scan records it.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
                     Err(e) => return Err(fsops::ctx("read", src)(e).into()),
                 };
-                let new = edited_bytes(&bytes, ev.edits.as_ref());
                 if recovering && src != dest && dest.exists() {
                     // The destination was renamed into place before the crash; only the
                     // removal of the source is missing — unless the destination is another file.
@@ -375,5 +403,42 @@ impl Engine {
         }
         self.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn edits(status: &str) -> Map<String, Value> {
+        let mut edits = Map::new();
+        edits.insert("status".into(), json!(status));
+        edits
+    }
+
+    #[test]
+    fn a_move_uses_intakes_edit_only_for_the_same_file_and_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("t.yaml");
+        std::fs::write(&src, "id: t\n# kept\nstatus: new\n").unwrap();
+        let taken = |edits: Map<String, Value>| {
+            Some(Taken {
+                fingerprint: Fingerprint::of(&std::fs::symlink_metadata(&src).unwrap()),
+                edits,
+                edited: "what intake worked out\n".into(),
+            })
+        };
+        let assigned = edits("assigned");
+        let content =
+            |cached| String::from_utf8(moved_content(cached, &src, Some(&assigned)).unwrap()).unwrap();
+        assert_eq!(content(taken(assigned.clone())), "what intake worked out\n");
+        // Other edits than intake's: the file is edited again, surgically.
+        assert_eq!(content(taken(edits("done"))), "id: t\n# kept\nstatus: assigned\n");
+        assert_eq!(content(None), "id: t\n# kept\nstatus: assigned\n");
+        // The file changed since intake read it: its new version is edited.
+        let stale = taken(assigned.clone());
+        std::fs::write(&src, "id: t\nstatus: new\ntitle: longer now\n").unwrap();
+        assert_eq!(content(stale), "id: t\nstatus: assigned\ntitle: longer now\n");
     }
 }

@@ -53,18 +53,26 @@ impl std::error::Error for EditError {
 
 /// Apply the edits to a YAML document whose root is a block mapping.
 pub fn apply(text: &str, edits: &[Edit]) -> Result<Edited, EditError> {
-    // A byte-order mark is kept where it was, outside the line scanning.
-    if let Some(rest) = text.strip_prefix('\u{feff}') {
-        return apply(rest, edits).map(|e| Edited {
-            text: format!("\u{feff}{}", e.text),
-            ..e
-        });
-    }
-    let budget = Budget::default();
-    let Value::Object(original) = parse_document(text, &budget).map_err(EditError::Parse)? else {
+    let body = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let Value::Object(original) = parse_document(body, &Budget::default()).map_err(EditError::Parse)? else {
         return Err(EditError::NotAMapping);
     };
-    let mut expected = original.clone();
+    Ok(apply_parsed(text, original, edits))
+}
+
+/// `apply` for a caller that has parsed `text` already, with `parse_document` and the default
+/// budget: the document's mapping is `original`.
+pub fn apply_parsed(text: &str, original: Map<String, Value>, edits: &[Edit]) -> Edited {
+    // A byte-order mark is kept where it was, outside the line scanning.
+    if let Some(rest) = text.strip_prefix('\u{feff}') {
+        let edited = apply_parsed(rest, original, edits);
+        return Edited {
+            text: format!("\u{feff}{}", edited.text),
+            ..edited
+        };
+    }
+    let layout = Layout::scan(text, &original);
+    let mut expected = original;
     for edit in edits {
         match edit {
             Edit::Set(key, value) => {
@@ -77,19 +85,19 @@ pub fn apply(text: &str, edits: &[Edit]) -> Result<Edited, EditError> {
     }
     // The line scan is a heuristic; only a re-parse that yields exactly the
     // expected mapping lets its result through.
-    if let Some(layout) = Layout::scan(text, &original) {
+    if let Some(layout) = layout {
         let candidate = layout.apply(edits);
-        if parse_document(&candidate, &budget).is_ok_and(|v| same_mapping(&v, &expected)) {
-            return Ok(Edited {
+        if parse_document(&candidate, &Budget::default()).is_ok_and(|v| same_mapping(&v, &expected)) {
+            return Edited {
                 text: candidate,
                 surgical: true,
-            });
+            };
         }
     }
-    Ok(Edited {
+    Edited {
         text: render_document(&expected),
         surgical: false,
-    })
+    }
 }
 
 /// Render one top-level `key: value` entry as block YAML text ending in '\n' (used for new keys).
@@ -917,6 +925,13 @@ assigned_at: 2026-02-05T15:00:00Z
                 "{text:?} {edits:?} -> {:?} = {parsed:?}", edited.text
             );
             prop_assert_eq!(edited.surgical, !expected.is_empty(), "{:?}", edited.text);
+            // Intake hands over the mapping it parsed; the edit must not depend on who parsed.
+            let Ok(Value::Object(parsed_first)) = parse_document(&text, &Budget::default()) else {
+                panic!("{text:?} does not parse as a mapping");
+            };
+            let handed_over = apply_parsed(&text, parsed_first, &edits);
+            prop_assert_eq!(&handed_over.text, &edited.text);
+            prop_assert_eq!(handed_over.surgical, edited.surgical);
         }
     }
 }

@@ -83,9 +83,18 @@ impl std::fmt::Display for ReadRefusal {
 /// Read a regular file of at most `max` bytes without following a symlink. The file type is
 /// checked on the opened descriptor, so a file swapped in between stat and open is still caught.
 pub fn read_task_file(path: &Path, max: u64) -> Result<(Vec<u8>, Fingerprint), ReadRefusal> {
-    // Special files are refused before they are opened: opening a device can have effects.
     let meta = fs::symlink_metadata(path).map_err(|e| ReadRefusal::Io(ctx("stat", path)(e)))?;
-    refuse_special(&meta)?;
+    read_stated_task_file(path, &meta, max)
+}
+
+/// `read_task_file` for a caller that has just taken the file's `lstat` itself.
+pub fn read_stated_task_file(
+    path: &Path,
+    lstat: &fs::Metadata,
+    max: u64,
+) -> Result<(Vec<u8>, Fingerprint), ReadRefusal> {
+    // Special files are refused before they are opened: opening a device can have effects.
+    refuse_special(lstat)?;
     let mut file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
