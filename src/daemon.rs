@@ -199,6 +199,8 @@ struct Daemon {
     inbox_recheck: Option<Instant>,
     need_intake: bool,
     need_full_scan: bool,
+    /// A snapshot of the state is to be saved once the round has committed.
+    snapshot_due: bool,
     changed_paths: HashSet<String>,
     /// Index and read models, fed after each round (off the ack path).
     publish: Publisher,
@@ -241,6 +243,7 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
         inbox_recheck: None,
         need_intake: true,
         need_full_scan: true,
+        snapshot_due: false,
         changed_paths: HashSet::new(),
         publish,
     };
@@ -255,7 +258,6 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
     d.engine.emit(started_ev);
     d.engine.housekeeping(SystemTime::now());
     d.round().await?;
-    d.engine.save_fingerprints();
     // The replay of the log is over: give back what it used.
     crate::memory::release();
     let mut released_at_seq = d.engine.last_seq();
@@ -269,6 +271,9 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
         "READY=1\nSTATUS=watching {} tasks",
         d.engine.state.tasks.len()
     ));
+    // After READY: a snapshot is a cache, and the next start wants the state as it is now
+    // (the files just read, the log's tail just replayed).
+    d.engine.save_snapshot();
 
     let mut rescan = tokio::time::interval(d.engine.config.rescan);
     // A rescan that took long must not be followed by a burst of make-up rescans.
@@ -290,7 +295,7 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
                 d.need_full_scan = true;
                 d.need_intake = true;
                 d.engine.housekeeping(SystemTime::now());
-                d.engine.save_fingerprints();
+                d.snapshot_due = true;
             }
             _ = watchdog_tick.tick(), if watchdog.is_some() => service::notify("WATCHDOG=1"),
             _ = tokio::time::sleep(RELEASE_WHEN_QUIET),
@@ -310,6 +315,10 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
             d.on_msg(msg);
         }
         d.round().await?;
+        // The round committed everything it applied: the state is the log's.
+        if std::mem::take(&mut d.snapshot_due) {
+            d.engine.save_snapshot();
+        }
     }
     d.shutdown(&mut rx).await
 }
@@ -480,7 +489,7 @@ impl Daemon {
         }
         self.engine.emit(Event::new("daemon_stopped"));
         self.engine.commit()?;
-        self.engine.save_fingerprints();
+        self.engine.save_snapshot();
         self.flush_audit();
         self.publish.update(&self.engine);
         self.publish.finish();

@@ -400,3 +400,98 @@ fn an_inbox_file_rewritten_but_not_renamed_at_a_crash_is_finished_from_the_redo_
     assert_eq!(root.events_named("task_assigned").len(), 1);
     assert_eq!(root.events_named("task_received").len(), 1);
 }
+
+/// What the daemon logged, without terminal colours.
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut rest = log;
+    while let Some(at) = rest.find('\x1b') {
+        out.push_str(&rest[..at]);
+        rest = rest[at..].split_once('m').map_or("", |(_, after)| after);
+    }
+    out + rest
+}
+
+/// The `after_seq` of the start's "replayed the log" line: 0 when the whole log was replayed.
+fn replayed_after(log: &str) -> u64 {
+    let log = plain(log);
+    let line = log
+        .lines()
+        .find(|l| l.contains("replayed the log"))
+        .unwrap_or_else(|| panic!("{log}"));
+    line.split("after_seq=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn status_tasks(root: &Root) -> serde_json::Value {
+    let text = std::fs::read_to_string(root.p("work/status/status.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["tasks"].clone()
+}
+
+/// A start takes the state from the snapshot the last stop saved and replays only the log
+/// after it; without a snapshot, or with one that is damaged or of another log, it replays the
+/// whole log. Either way the daemon knows the same tasks, down to their approvals and
+/// dependencies.
+#[test]
+fn a_start_resumes_from_the_snapshot_or_else_replays_the_whole_log() {
+    let root = Root::new("agents:\n  runner:\n    command: [\"true\"]\n");
+    root.drop_task("a.yaml", "id: a\nagent: runner\ntitle: A\n");
+    root.drop_task(
+        "d.yaml",
+        "id: d\nagent: runner\ntitle: D\nhuman_approval_required: true\n",
+    );
+    root.drop_task("e.yaml", "id: e\nagent: runner\ntitle: E\ndepends_on: [d]\n");
+    root.run_once_ok();
+    assert!(root.exists("done/runner/a.yaml") && root.exists("assigned/runner/d.yaml"));
+    let known = status_tasks(&root);
+    let snapshot = root.p("work/.agentplane/snapshot");
+    assert!(snapshot.exists());
+
+    let log = root.run_once_ok();
+    assert!(replayed_after(&log) > 0, "{log}");
+    assert_eq!(status_tasks(&root), known);
+
+    std::fs::remove_file(&snapshot).unwrap();
+    let log = root.run_once_ok();
+    assert_eq!(replayed_after(&log), 0, "no snapshot: {log}");
+    assert_eq!(status_tasks(&root), known);
+
+    let mut damaged = std::fs::read(&snapshot).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x20;
+    std::fs::write(&snapshot, damaged).unwrap();
+    let log = root.run_once_ok();
+    assert!(
+        plain(&log).contains("the state snapshot is not usable (it is incomplete or damaged"),
+        "{log}"
+    );
+    assert_eq!(replayed_after(&log), 0);
+    assert_eq!(status_tasks(&root), known);
+
+    let other = Root::new("");
+    other.drop_task("x.yaml", "id: x\nagent: bot\ntitle: X\n");
+    other.run_once_ok();
+    std::fs::copy(&snapshot, other.p("work/.agentplane/snapshot")).unwrap();
+    let log = other.run_once_ok();
+    assert!(
+        plain(&log).contains("the state snapshot is of another log"),
+        "{log}"
+    );
+    assert_eq!(status_tasks(&other).as_array().unwrap().len(), 1);
+
+    // The approval gate and the dependency came through the snapshot: approved, d runs, and
+    // then e.
+    let log = root.run_once_ok();
+    assert!(replayed_after(&log) > 0, "{log}");
+    assert!(root.cmd(&["approve", "d"]).status.success());
+    root.run_once_ok();
+    assert!(
+        root.exists("done/runner/d.yaml") && root.exists("done/runner/e.yaml"),
+        "{:?}",
+        root.files()
+    );
+}

@@ -154,7 +154,7 @@ fn edits_made_while_the_daemon_was_down_are_applied_at_start() {
         "id: offline\nagent: reviewer\ntitle: Edited offline\n",
     );
     root.run_once_ok();
-    assert!(root.p("work/.agentplane/fingerprints").exists());
+    assert!(root.p("work/.agentplane/snapshot").exists());
     let path = root.collab("assigned/reviewer/offline.yaml");
     let text = std::fs::read_to_string(&path)
         .unwrap()

@@ -1480,10 +1480,10 @@ impl Bench {
         } else {
             None
         };
-        // The first start meets a tree it never saw: it reads every task file once (no
-        // fingerprint cache yet) and builds the index in the background. A restart — what a
-        // service restart or reboot does — finds its own cache. Both are shown; the target is
-        // the restart's.
+        // The first start meets a tree it never saw: it replays the whole log, reads every
+        // task file once (no snapshot of the state yet) and builds the index in the
+        // background. A restart — what a service restart or reboot does — finds the snapshot
+        // its last stop saved. Both are shown; the target is the restart's.
         let mut first = Daemon::start(&self.daemon, &root)?;
         let first_ready = first.ready(Duration::from_secs(1800))?;
         index_caught_up(&self.daemon, &root, Duration::from_secs(600))?;
@@ -1500,11 +1500,15 @@ impl Bench {
                 ),
             );
         }
-        if let Some(base) = base {
+        if let Some(StartupFloor { decode, checksums }) = base {
             println!("start-up: {n} task files + {events} events → READY logged");
             say(
                 "baseline",
-                format!("read + verify + decode the log, list + stat every task file: {base:.2} s"),
+                format!("read the log + verify its checksums, list + stat every task file: {checksums:.2} s"),
+            );
+            say(
+                "reference",
+                format!("read + verify + decode the log, list + stat every task file: {decode:.2} s"),
             );
             let first_secs = first_ready.after.as_secs_f64();
             say(
@@ -1529,16 +1533,24 @@ impl Bench {
                 "start-up",
                 "≤ 3 s",
                 format!("{secs:.2} s"),
-                format!("{base:.2} s log decode + stat"),
-                compared(1.0 / secs, 1.0 / base),
+                format!("{checksums:.2} s log checksums + stat"),
+                compared(1.0 / secs, 1.0 / checksums),
                 verdict(secs <= 3.0),
+            );
+            self.row(
+                "start-up vs whole-log decode",
+                "(reference)",
+                format!("{secs:.2} s"),
+                format!("{decode:.2} s log decode + stat"),
+                compared(1.0 / secs, 1.0 / decode),
+                Verdict::Info,
             );
             self.row(
                 "start-up, first on a tree never seen",
                 "(reference)",
                 format!("{first_secs:.2} s"),
-                format!("{base:.2} s log decode + stat"),
-                compared(1.0 / first_secs, 1.0 / base),
+                format!("{decode:.2} s log decode + stat"),
+                compared(1.0 / first_secs, 1.0 / decode),
                 Verdict::Info,
             );
         }
@@ -1913,10 +1925,28 @@ fn decode_log(root: &Path) -> Res<(f64, Vec<Event>)> {
     Ok((t0.elapsed().as_secs_f64(), events))
 }
 
-/// Read + verify + decode the whole log and stat every task file: what start-up cannot avoid
-/// without a snapshot.
-fn startup_baseline(root: &Path) -> Res<f64> {
+/// What a start cannot avoid, measured on the same root: list + stat every task file, and the
+/// log read and verified — by decoding every event (what a start without a snapshot of the
+/// state does) or by its checksums alone (what a start from the snapshot does with the lines
+/// before it).
+struct StartupFloor {
+    decode: f64,
+    checksums: f64,
+}
+
+fn startup_baseline(root: &Path) -> Res<StartupFloor> {
     let (decode, events) = decode_log(root)?;
+    let t0 = Instant::now();
+    let log = events_path(root);
+    let mut reader = BufReader::with_capacity(1 << 20, File::open(&log).map_err(io(log.display()))?);
+    let mut line = Vec::with_capacity(1024);
+    while reader.read_until(b'\n', &mut line).map_err(io(log.display()))? > 0 {
+        let text =
+            std::str::from_utf8(line.strip_suffix(b"\n").unwrap_or(&line)).map_err(|e| e.to_string())?;
+        agentplane::event::verified_crc(text).map_err(|e| format!("{}: {e}", log.display()))?;
+        line.clear();
+    }
+    let checksums = t0.elapsed().as_secs_f64();
     let t0 = Instant::now();
     let mut files = 0;
     for dir in [collab(root, "done/bench"), collab(root, "assigned/bench")] {
@@ -1926,11 +1956,14 @@ fn startup_baseline(root: &Path) -> Res<f64> {
             files += 1;
         }
     }
-    let secs = decode + t0.elapsed().as_secs_f64();
+    let stat = t0.elapsed().as_secs_f64();
     if files == 0 || events.is_empty() {
         return Err("the large root is empty".into());
     }
-    Ok(secs)
+    Ok(StartupFloor {
+        decode: decode + stat,
+        checksums: checksums + stat,
+    })
 }
 
 /// What SQLite alone costs for the rows of a rebuild: one row per event (seq, task id, event

@@ -3,17 +3,18 @@
 //! *before* the file operation it orders is performed. Submodules: `intake` (inbox files),
 //! `commands` (command files), `scan` (adoption and hand edits), `dispatch` (governance and
 //! ordering), `run` (children's start and end), `housekeeping` (archiving, stalls), `state`
-//! (events → state), `perform` (file operations and their redo), `fingerprints` (the start-up
-//! cache). Nothing here reads the SQLite index or the read models.
+//! (events → state), `perform` (file operations and their redo), `snapshot` (the state as of
+//! one event, so a start replays only the log after it). Nothing here reads the SQLite index
+//! or the read models.
 
 pub mod commands;
 pub mod dispatch;
-pub mod fingerprints;
 pub mod housekeeping;
 pub mod intake;
 pub mod perform;
 pub mod run;
 pub mod scan;
+pub mod snapshot;
 pub mod state;
 
 use std::collections::HashMap;
@@ -98,6 +99,8 @@ pub struct Engine {
     source_cache: HashMap<String, perform::Taken>,
     /// Where removed and replaced files go, so that freeing them never waits on the ack path.
     trash: Trash,
+    /// The seq of the last event the saved snapshot includes.
+    snapshot_seq: Option<u64>,
 }
 
 /// The paths an event's file operation touched and a line describing it.
@@ -129,7 +132,8 @@ fn audit_change(ev: &Event) -> Option<crate::audit::Change> {
 }
 
 impl Engine {
-    /// Open the journal and rebuild the state by replaying it, then finish the last batch.
+    /// Open the journal and rebuild the state — from the snapshot and the events after it, or
+    /// by replaying the whole log — then finish the last batch.
     /// With `backlog`, the file changes of the events it wants are gathered on the way and
     /// queued for the audit trail first.
     pub fn open(
@@ -138,15 +142,47 @@ impl Engine {
         mut backlog: Option<Backlog>,
     ) -> Result<(Engine, u64), Fatal> {
         crate::lifecycle::fsops::create_dir_all(&layout.state_dir())?;
-        let mut state = State::default();
-        let opened = Journal::open(&layout.events(), |ev| {
+        // The snapshot's state, or the fingerprints of an older picture of the tree to give
+        // the state the whole log yields.
+        let (mut state, after, earlier) = match snapshot::load(&layout) {
+            Ok(Some((_, line))) if !line.holds_in(&layout.events()) => {
+                tracing::info!(
+                    seq = line.seq,
+                    "the state snapshot is of another log; replaying the whole log"
+                );
+                (State::default(), None, None)
+            }
+            Ok(Some((saved, line))) if backlog.as_ref().is_some_and(|b| b.wants(line.seq)) => {
+                tracing::info!("the audit trail is behind the state snapshot; replaying the whole log");
+                (State::default(), None, Some(saved))
+            }
+            Ok(Some((state, line))) => (state, Some(line), None),
+            Ok(None) => (State::default(), None, None),
+            Err(why) => {
+                tracing::warn!(file = %snapshot::path(&layout).display(), "the state snapshot is not usable ({why}); replaying the whole log");
+                (State::default(), None, None)
+            }
+        };
+        let mut replayed = 0u64;
+        let opened = Journal::open_after(&layout.events(), after, |ev| {
             state.apply(ev);
+            replayed += 1;
             if let Some(b) = backlog.as_mut().filter(|b| b.wants(ev.seq))
                 && let Some(change) = audit_change(ev)
             {
                 b.add(change);
             }
         })?;
+        tracing::info!(
+            events = replayed,
+            after_seq = after.map_or(0, |line| line.seq),
+            "replayed the log"
+        );
+        if let Some(earlier) = earlier {
+            state.adopt_fingerprints(&earlier);
+        }
+        // The fingerprint cache of earlier versions; the snapshot carries fingerprints now.
+        let _ = std::fs::remove_file(layout.state_dir().join("fingerprints"));
         let trash = Trash::open(layout.trash())?;
         let engine = Engine {
             layout,
@@ -166,9 +202,9 @@ impl Engine {
             sink: None,
             source_cache: HashMap::new(),
             trash,
+            snapshot_seq: None,
         };
         let mut engine = engine;
-        engine.load_fingerprints();
         engine.recover(&opened.last_batch)?;
         Ok((engine, opened.truncated_bytes))
     }

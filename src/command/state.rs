@@ -2,12 +2,14 @@
 //! is the one function that turns an event into state, used both live (after the event is
 //! durable) and when replaying the log at start, so the two can never disagree.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hashbrown::HashTable;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::card::{Card, Names, change_out_of_line};
@@ -250,6 +252,11 @@ impl State {
             self.tasks.insert_new(entry);
         }
         let entry = self.tasks.get_mut(id).expect("present or just inserted");
+        if ev.op.is_some() {
+            // The operation makes a new version of the file; its fingerprint is taken when
+            // it is carried out. Replayed from a snapshot, the file is read again.
+            entry.fingerprint = None;
+        }
         let names = &mut self.names;
         let card = entry.card_mut();
         card.updated_at = clock::parse_utc(&ev.ts);
@@ -355,6 +362,20 @@ impl State {
         }
     }
 
+    /// Take the fingerprints `earlier` (an older state of the same log) had for files that
+    /// are still the files of the same tasks: a changed file never matches its fingerprint,
+    /// so the scan still reads whatever changed since.
+    pub fn adopt_fingerprints(&mut self, earlier: &State) {
+        for old in earlier.tasks.values() {
+            if let Some(fingerprint) = old.fingerprint
+                && let Some(id) = self.at_path(&old.path()).map(|e| Arc::clone(&e.id))
+                && let Some(entry) = self.tasks.get_mut(&id)
+            {
+                entry.fingerprint = Some(fingerprint);
+            }
+        }
+    }
+
     /// The task whose file is at this root-relative path.
     pub fn at_path(&self, path: &str) -> Option<&Entry> {
         let id = match self.odd_paths.get(path) {
@@ -371,6 +392,214 @@ impl State {
             .filter(|e| e.depends_on().iter().any(|d| d == id))
             .map(|e| e.id.to_string())
             .collect()
+    }
+}
+
+/// A task as a snapshot of the state keeps it: every field of its entry, by value, so that
+/// a start can take the state as of the snapshot's event and replay only the events after it.
+/// Times are nanoseconds since the epoch; empty fields are left out of the text. Saving
+/// borrows from the entry; reading back owns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedTask<'a> {
+    id: Cow<'a, str>,
+    title: Cow<'a, str>,
+    agent: Cow<'a, str>,
+    path: Cow<'a, str>,
+    status: Cow<'a, str>,
+    priority: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    updated_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "<[String]>::is_empty")]
+    depends_on: Cow<'a, [String]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    problem: Option<Cow<'a, str>>,
+    order: u64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    approval_required: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    approved: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    blocked_by_dependency: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    handoff_done: bool,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    round_start: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    interruptions: u32,
+    /// Inode, size and mtime (ns) of the file as last read or written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<(u64, u64, i64)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout_s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_attempts: Option<u32>,
+    /// Attempt, pid and pid start time of a child recorded as running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    running: Option<(u32, Option<u32>, Option<u64>)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cancel_requested: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    problem_crc: Option<u32>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A time as nanoseconds since the epoch; `Err` for one a snapshot cannot hold exactly.
+fn to_ns(time: Option<SystemTime>) -> Result<Option<u64>, String> {
+    time.map(|t| {
+        t.duration_since(UNIX_EPOCH)
+            .ok()
+            .and_then(|d| u64::try_from(d.as_nanos()).ok())
+            .ok_or_else(|| format!("{t:?} is outside what a snapshot holds"))
+    })
+    .transpose()
+}
+
+fn from_ns(ns: Option<u64>) -> Option<SystemTime> {
+    ns.map(|ns| UNIX_EPOCH + Duration::from_nanos(ns))
+}
+
+impl State {
+    /// Every task in its saved form, in no particular order.
+    pub fn save(&self) -> impl Iterator<Item = Result<SavedTask<'_>, String>> {
+        self.tasks.values().map(Entry::save)
+    }
+
+    /// The state as saved when `last_seq` was the last event applied.
+    pub fn restore(saved: Vec<SavedTask>, last_seq: u64) -> Result<State, String> {
+        let mut state = State {
+            last_seq,
+            ..State::default()
+        };
+        for task in saved {
+            let entry = Entry::restore(task, &mut state.names)?;
+            let (id, path) = (Arc::clone(&entry.id), entry.path());
+            if state.tasks.contains_key(&id) {
+                return Err(format!("task `{id}` is saved twice"));
+            }
+            if file_stem(&path) != Some(&*id) {
+                state.odd_paths.insert(path, id.to_string());
+            }
+            if entry.status == Status::Assigned {
+                state.assigned.insert(Arc::clone(&id));
+            }
+            state.tasks.insert_new(entry);
+        }
+        Ok(state)
+    }
+}
+
+impl Entry {
+    fn save(&self) -> Result<SavedTask<'_>, String> {
+        // Taken apart field by field, so that a field added to the entry does not compile
+        // until the snapshot keeps it too.
+        let Entry {
+            card,
+            order,
+            approval_required,
+            approved,
+            blocked_by_dependency,
+            handoff_done,
+            round_start,
+            interruptions,
+            fingerprint,
+            rare,
+        } = self;
+        static NONE: Rare = Rare {
+            timeout_s: None,
+            max_attempts: None,
+            running: None,
+            cancel_requested: None,
+            retry_at: None,
+            problem_crc: None,
+        };
+        let Rare {
+            timeout_s,
+            max_attempts,
+            running,
+            cancel_requested,
+            retry_at,
+            problem_crc,
+        } = rare.as_deref().unwrap_or(&NONE);
+        Ok(SavedTask {
+            id: Cow::Borrowed(&card.id),
+            title: Cow::Borrowed(&card.title),
+            agent: Cow::Borrowed(&card.agent),
+            path: Cow::Owned(card.path()),
+            status: Cow::Borrowed(card.status.as_str()),
+            priority: Cow::Borrowed(card.priority.as_str()),
+            attempt: card.attempt,
+            updated_at: to_ns(card.updated_at)?,
+            depends_on: Cow::Borrowed(card.depends_on()),
+            problem: card.problem().map(Cow::Borrowed),
+            order: *order,
+            approval_required: *approval_required,
+            approved: *approved,
+            blocked_by_dependency: *blocked_by_dependency,
+            handoff_done: *handoff_done,
+            round_start: *round_start,
+            interruptions: *interruptions,
+            fingerprint: fingerprint.map(|f| (f.ino, f.size, f.mtime_ns)),
+            timeout_s: *timeout_s,
+            max_attempts: *max_attempts,
+            running: running.as_ref().map(|r| (r.attempt, r.pid, r.pid_start)),
+            cancel_requested: cancel_requested.as_deref().map(Cow::Borrowed),
+            retry_at: to_ns(*retry_at)?,
+            problem_crc: *problem_crc,
+        })
+    }
+
+    fn restore(t: SavedTask, names: &mut Names) -> Result<Entry, String> {
+        let status =
+            Status::parse(&t.status).ok_or_else(|| format!("task `{}`: no status `{}`", t.id, t.status))?;
+        let priority = Priority::parse(&t.priority)
+            .ok_or_else(|| format!("task `{}`: no priority `{}`", t.id, t.priority))?;
+        let mut card = Card::new(&t.id, names.get(&t.agent), status, &t.path, names);
+        card.title = t.title.into_owned().into();
+        card.priority = priority;
+        card.attempt = t.attempt;
+        card.updated_at = from_ns(t.updated_at);
+        card.set_depends_on(t.depends_on.into_owned());
+        card.set_problem(t.problem.map(Cow::into_owned));
+        let mut entry = Entry {
+            card: Arc::new(card),
+            order: t.order,
+            approval_required: t.approval_required,
+            approved: t.approved,
+            blocked_by_dependency: t.blocked_by_dependency,
+            handoff_done: t.handoff_done,
+            round_start: t.round_start,
+            interruptions: t.interruptions,
+            fingerprint: t
+                .fingerprint
+                .map(|(ino, size, mtime_ns)| Fingerprint { ino, size, mtime_ns }),
+            rare: None,
+        };
+        entry.change_rare(|r| {
+            *r = Rare {
+                timeout_s: t.timeout_s,
+                max_attempts: t.max_attempts,
+                running: t.running.map(|(attempt, pid, pid_start)| RunRecord {
+                    attempt,
+                    pid,
+                    pid_start,
+                }),
+                cancel_requested: t.cancel_requested.map(Cow::into_owned),
+                retry_at: from_ns(t.retry_at),
+                problem_crc: t.problem_crc,
+            }
+        });
+        Ok(entry)
     }
 }
 
@@ -406,6 +635,7 @@ fn apply_meta(card: &mut Card, meta: &Value, names: &mut Names) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Map;
 
     /// A large root holds 100,000 of each (docs/benchmarks.md, idle RSS): growing them is a
     /// decision, not an accident.
@@ -458,5 +688,176 @@ mod tests {
         deleted.seq = 4;
         state.apply(&deleted);
         assert_eq!(at(&state, "work/collaboration/assigned/a/t1.yaml"), None);
+    }
+
+    /// Every kind of event that changes an entry, for the snapshot's round trip.
+    fn history() -> Vec<Event> {
+        let dir = "work/collaboration";
+        let mut events = Vec::new();
+        let mut add = |name: &str, id: &str, change: &dyn Fn(&mut Event)| {
+            let mut ev = Event::task(name, id);
+            ev.seq = events.len() as u64 + 1;
+            ev.ts = format!("2026-12-02T10:00:{:02}.{:03}Z", ev.seq % 60, ev.seq);
+            change(&mut ev);
+            events.push(ev);
+        };
+        let meta = json!({"agent": "a", "title": "First", "priority": "high", "depends_on": ["t2"],
+            "approval_required": true, "timeout_s": 30, "max_attempts": 3});
+        add("task_assigned", "t1", &|e| {
+            e.op = Some("move".into());
+            e.to = Some("assigned".into());
+            e.path = Some(format!("{dir}/assigned/a/t1.yaml"));
+            e.data = Some(Map::from_iter([("task".into(), meta.clone())]));
+        });
+        add("task_discovered", "t2", &|e| {
+            e.to = Some("assigned".into());
+            e.path = Some(format!("{dir}/assigned/a/other.yml"));
+            e.data = Some(Map::from_iter([(
+                "task".into(),
+                json!({"agent": "a", "title": "Second"}),
+            )]));
+        });
+        add("task_discovered", "t3", &|e| {
+            e.path = Some(format!("{dir}/done/a/t3.yaml"));
+            e.data = Some(Map::from_iter([
+                ("task".into(), json!({"agent": "b", "title": "Third"})),
+                ("problem".into(), json!("status says assigned, folder says done")),
+                ("crc".into(), json!(1234)),
+            ]));
+        });
+        add("task_approved", "t1", &|_| {});
+        add("task_started", "t1", &|e| {
+            e.attempt = Some(1);
+            e.op = Some("move".into());
+            e.to = Some("in_progress".into());
+            e.path = Some(format!("{dir}/in_progress/a/t1.yaml"));
+        });
+        add("execution_start", "t1", &|e| {
+            e.pid = Some(42);
+            e.pid_start = Some(99);
+        });
+        add("cancel_requested", "t2", &|e| e.error = Some("not needed".into()));
+        add("task_blocked", "t2", &|e| {
+            e.to = Some("blocked".into());
+            e.data = Some(Map::from_iter([("dependency".into(), json!("t9"))]));
+        });
+        add("task_interrupted", "t1", &|_| {});
+        add("task_retry_scheduled", "t1", &|e| {
+            e.op = Some("move".into());
+            e.to = Some("assigned".into());
+            e.path = Some(format!("{dir}/assigned/a/t1.yaml"));
+            e.data = Some(Map::from_iter([(
+                "retry_at".into(),
+                json!("2026-12-02T11:00:00.250Z"),
+            )]));
+        });
+        add("handoff_created", "t1", &|_| {});
+        add("task_reassigned", "t2", &|e| e.agent = Some("b".into()));
+        add("task_discovered", "t4", &|e| {
+            e.to = Some("assigned".into());
+            e.path = Some(format!("{dir}/assigned/b/t4.yaml"));
+            e.data = Some(Map::from_iter([(
+                "task".into(),
+                json!({"agent": "b", "title": "Fourth"}),
+            )]));
+        });
+        add("task_retried", "t1", &|_| {});
+        add("task_deleted", "t4", &|_| {});
+        add("task_edited", "t3", &|e| e.to = Some("done".into()));
+        add("task_unblocked", "t2", &|_| {});
+        events
+    }
+
+    fn replay(events: &[Event]) -> State {
+        let mut state = State::default();
+        events.iter().for_each(|ev| state.apply(ev));
+        state
+    }
+
+    /// Everything a state holds, as sorted text: each task as the snapshot writes it, the
+    /// odd paths, the assigned ids, the last seq.
+    fn saved(state: &State) -> Vec<String> {
+        let mut all: Vec<String> = state
+            .save()
+            .map(|t| serde_json::to_string(&t.unwrap()).unwrap())
+            .collect();
+        all.extend(state.odd_paths.iter().map(|(p, id)| format!("odd {p} {id}")));
+        all.extend(state.assigned.iter().map(|id| format!("assigned {id}")));
+        all.push(format!("last_seq {}", state.last_seq));
+        all.sort();
+        all
+    }
+
+    /// A snapshot taken after any event, read back and followed by the rest of the log, is
+    /// the state the whole log gives.
+    #[test]
+    fn a_snapshot_and_the_events_after_it_give_the_state_of_the_whole_log() {
+        let events = history();
+        let whole = saved(&replay(&events));
+        assert_eq!(
+            whole.iter().filter(|t| t.starts_with('{')).count(),
+            3,
+            "{whole:?}"
+        );
+        for k in 0..=events.len() {
+            let mut before = replay(&events[..k]);
+            if let Some(t1) = before.tasks.get_mut("t1") {
+                t1.fingerprint = Some(Fingerprint {
+                    ino: 7,
+                    size: 8,
+                    mtime_ns: -9,
+                });
+            }
+            let text: Vec<String> = before
+                .save()
+                .map(|t| serde_json::to_string(&t.unwrap()).unwrap())
+                .collect();
+            let read_back: Vec<SavedTask> = text.iter().map(|t| serde_json::from_str(t).unwrap()).collect();
+            let mut restored = State::restore(read_back, before.last_seq).unwrap();
+            assert_eq!(saved(&restored), saved(&before), "after {k} events");
+            events[k..].iter().for_each(|ev| restored.apply(ev));
+            if let Some(t1) = restored.tasks.get_mut("t1") {
+                // Only an event that moved the file since the snapshot drops its fingerprint.
+                let moved = events[k..]
+                    .iter()
+                    .any(|ev| ev.task_id.as_deref() == Some("t1") && ev.op.is_some());
+                assert_eq!(t1.fingerprint.is_some(), k > 0 && !moved, "after {k} events");
+                t1.fingerprint = None;
+            }
+            assert_eq!(saved(&restored), whole, "snapshot after {k} events");
+        }
+    }
+
+    #[test]
+    fn fingerprints_are_adopted_only_for_files_still_where_they_were() {
+        let events = history();
+        let mut earlier = replay(&events[..4]);
+        for id in ["t1", "t2", "t3"] {
+            earlier.tasks.get_mut(id).unwrap().fingerprint = Some(Fingerprint {
+                ino: 1,
+                size: 2,
+                mtime_ns: 3,
+            });
+        }
+        let mut now = replay(&events);
+        now.adopt_fingerprints(&earlier);
+        // t1 moved to in_progress and back to assigned: the same path again, so adopted (its
+        // file may have changed meanwhile, which the scan sees by the fingerprint itself).
+        assert!(now.tasks.get("t1").unwrap().fingerprint.is_some());
+        assert!(now.tasks.get("t2").unwrap().fingerprint.is_some());
+        assert!(now.tasks.get("t3").unwrap().fingerprint.is_some());
+        let mut moved = Event::task("task_completed", "t2");
+        moved.seq = 100;
+        moved.op = Some("move".into());
+        moved.to = Some("done".into());
+        moved.path = Some("work/collaboration/done/a/t2.yaml".into());
+        let mut after_move = replay(&events);
+        after_move.apply(&moved);
+        after_move.adopt_fingerprints(&earlier);
+        assert!(
+            after_move.tasks.get("t2").unwrap().fingerprint.is_none(),
+            "t2's file is elsewhere now"
+        );
+        assert!(after_move.tasks.get("t3").unwrap().fingerprint.is_some());
     }
 }

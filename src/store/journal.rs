@@ -13,6 +13,54 @@ pub struct Journal {
     file: File,
     path: PathBuf,
     next_seq: u64,
+    /// Where the last event's line is (`None`: the log is empty).
+    last_line: Option<LineAt>,
+}
+
+/// One line of the log, identified by where it is and a checksum of its bytes: a snapshot
+/// of the state names the line of the last event it includes, so that a start can tell
+/// whether the log it meets still holds that very line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LineAt {
+    pub seq: u64,
+    /// Offset of its first byte.
+    pub start: u64,
+    /// Offset just past its newline: where the next event's line starts.
+    pub end: u64,
+    /// CRC-32C of the line without its newline.
+    pub crc: u32,
+}
+
+impl LineAt {
+    fn of(seq: u64, start: u64, line: &[u8]) -> LineAt {
+        LineAt {
+            seq,
+            start,
+            end: start + line.len() as u64 + 1,
+            crc: crc32c::crc32c(line),
+        }
+    }
+
+    /// Does the log at `path` hold this line where it was (a log replaced, cut short or
+    /// rewritten does not)? Reads the line alone.
+    pub fn holds_in(&self, path: &Path) -> bool {
+        let Ok(mut file) = File::open(path) else {
+            return false;
+        };
+        let Some(len) = self.end.checked_sub(self.start).filter(|&n| n > 0 && n < 1 << 30) else {
+            return false;
+        };
+        // The byte before the line too, which must end the line before it.
+        let before = u64::from(self.start > 0);
+        let mut bytes = vec![0; (len + before) as usize];
+        if file.seek(SeekFrom::Start(self.start - before)).is_err() || file.read_exact(&mut bytes).is_err() {
+            return false;
+        }
+        let (prev, line) = bytes.split_at(before as usize);
+        prev.iter().all(|&b| b == b'\n')
+            && line.last() == Some(&b'\n')
+            && crc32c::crc32c(&line[..line.len() - 1]) == self.crc
+    }
 }
 
 /// What `open` found and did.
@@ -34,7 +82,7 @@ pub enum JournalError {
     },
     Corrupt {
         path: PathBuf,
-        line: usize,
+        line: u64,
         detail: String,
     },
 }
@@ -77,20 +125,22 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Event>, usize), JournalEr
 /// Verify the journal text line by line, handing each event and the offset of its line to
 /// `each` in order without keeping them. Returns the byte length of the valid prefix.
 pub fn scan(path: &Path, bytes: &[u8], each: impl FnMut(Event, usize)) -> Result<usize, JournalError> {
-    scan_from(path, bytes, bytes.len(), each)
+    scan_from(path, bytes, bytes.len(), (0, 0), each).map(|(valid, _)| valid)
 }
 
-/// `scan` over a reader of `total` bytes, one line in memory at a time.
+/// `scan` over a reader of `total` bytes, one line in memory at a time, of the lines that
+/// follow `(seq, line number)`. Returns the byte length of the valid prefix and the number of
+/// its last line.
 fn scan_from(
     path: &Path,
     mut reader: impl BufRead,
     total: usize,
+    (mut last_seq, mut line_no): (u64, u64),
     mut each: impl FnMut(Event, usize),
-) -> Result<usize, JournalError> {
+) -> Result<(usize, u64), JournalError> {
     let mut line = Vec::with_capacity(1024);
     let mut offset = 0;
-    let mut line_no = 0;
-    let mut last_seq = 0;
+    let mut valid_lines = line_no;
     loop {
         line.clear();
         let read = reader
@@ -110,6 +160,7 @@ fn scan_from(
             // A line without its newline was cut short by a crash, even if it parses.
             Ok(ev) if newline && ev.seq > last_seq => {
                 last_seq = ev.seq;
+                valid_lines = line_no;
                 each(ev, offset);
                 offset += read;
             }
@@ -131,13 +182,58 @@ fn scan_from(
             Ok(_) => unreachable!("a parsed line with a newline is handled above"),
         }
     }
-    Ok(offset)
+    Ok((offset, valid_lines))
+}
+
+/// Check the checksum of every line in the first `len` bytes of the log — lines a snapshot of
+/// the state has taken in, so not decoded again — and count them. Corruption anywhere in the
+/// log still stops the daemon with its line number.
+fn verify_checksums(path: &Path, file: &mut File, len: u64) -> Result<u64, JournalError> {
+    file.seek(SeekFrom::Start(0)).map_err(io_err(path, "seek in"))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file.take(len));
+    let mut line = Vec::with_capacity(1024);
+    let mut line_no = 0;
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(io_err(path, "read the event log"))?;
+        if read == 0 {
+            return Ok(line_no);
+        }
+        line_no += 1;
+        let checked = line
+            .strip_suffix(b"\n")
+            .ok_or(event::DecodeError::NoChecksum)
+            .and_then(|text| {
+                std::str::from_utf8(text).map_err(|_| event::DecodeError::Json("not UTF-8".into()))
+            })
+            .and_then(event::verified_crc);
+        if let Err(e) = checked {
+            return Err(JournalError::Corrupt {
+                path: path.to_path_buf(),
+                line: line_no,
+                detail: e.to_string(),
+            });
+        }
+    }
 }
 
 impl Journal {
     /// Open (creating) the journal, verify every line, hand each event to `replay`, and cut a
     /// torn last line.
-    pub fn open(path: &Path, mut replay: impl FnMut(&Event)) -> Result<Opened, JournalError> {
+    pub fn open(path: &Path, replay: impl FnMut(&Event)) -> Result<Opened, JournalError> {
+        Journal::open_after(path, None, replay)
+    }
+
+    /// `open` for a caller whose state already includes every event up to the line `after`
+    /// (which the caller has checked with `LineAt::holds_in`): the lines up to it only have
+    /// their checksums verified; the events after it are decoded and replayed.
+    pub fn open_after(
+        path: &Path,
+        after: Option<LineAt>,
+        mut replay: impl FnMut(&Event),
+    ) -> Result<Opened, JournalError> {
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -145,23 +241,42 @@ impl Journal {
             .open(path)
             .map_err(io_err(path, "open the event log"))?;
         let total = file.metadata().map_err(io_err(path, "stat the event log"))?.len() as usize;
-        let mut last_seq = 0;
+        let from = after.map_or(0, |line| line.end as usize).min(total);
+        let mut last_seq = after.map_or(0, |line| line.seq);
+        let lines_before = verify_checksums(path, &mut file, from as u64)?;
         // Where the last group commit starts; its events are decoded again below rather than
         // kept, as a batch can be any size.
-        let (mut batch, mut batch_offset) = (None, 0);
+        let (mut batch, mut batch_offset) = (None, from);
+        file.seek(SeekFrom::Start(from as u64))
+            .map_err(io_err(path, "seek in"))?;
         let reader = BufReader::with_capacity(1 << 20, &file);
-        let valid_len = scan_from(path, reader, total, |ev, offset| {
-            replay(&ev);
-            last_seq = ev.seq;
-            if batch != Some(ev.batch) {
-                (batch, batch_offset) = (Some(ev.batch), offset);
-            }
-        })?;
+        let (valid, _) = scan_from(
+            path,
+            reader,
+            total - from,
+            (last_seq, lines_before),
+            |ev, offset| {
+                replay(&ev);
+                last_seq = ev.seq;
+                if batch != Some(ev.batch) {
+                    (batch, batch_offset) = (Some(ev.batch), from + offset);
+                }
+            },
+        )?;
+        let valid_len = from + valid;
         let mut tail = vec![0; valid_len - batch_offset];
         file.seek(SeekFrom::Start(batch_offset as u64))
             .and_then(|_| file.read_exact(&mut tail))
             .map_err(io_err(path, "read the event log"))?;
         let (last_batch, _) = parse(path, &tail)?;
+        let last_line = match last_batch.last() {
+            Some(ev) => {
+                let body = &tail[..tail.len() - 1];
+                let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                Some(LineAt::of(ev.seq, (batch_offset + start) as u64, &body[start..]))
+            }
+            None => after,
+        };
         let truncated_bytes = (total - valid_len) as u64;
         if truncated_bytes > 0 {
             file.set_len(valid_len as u64)
@@ -174,6 +289,7 @@ impl Journal {
                 file,
                 path: path.to_path_buf(),
                 next_seq: last_seq + 1,
+                last_line,
             },
             last_batch,
             truncated_bytes,
@@ -197,6 +313,7 @@ impl Journal {
         }
         let mut buf = String::with_capacity(events.len() * 256);
         let mut batch = 0;
+        let mut last_start = 0;
         for ev in events.iter_mut() {
             if ev.seq == 0 {
                 self.stamp(ev);
@@ -205,19 +322,30 @@ impl Journal {
                 batch = ev.seq;
             }
             ev.batch = batch;
+            last_start = buf.len();
             buf.push_str(&event::encode(ev));
             buf.push('\n');
         }
+        let start = self.last_line.map_or(0, |line| line.end);
         self.file
             .write_all(buf.as_bytes())
             .map_err(io_err(&self.path, "append to the event log"))?;
         self.file
             .sync_data()
-            .map_err(io_err(&self.path, "fsync the event log"))
+            .map_err(io_err(&self.path, "fsync the event log"))?;
+        let last = &buf.as_bytes()[last_start..buf.len() - 1];
+        let seq = events.last().map_or(0, |ev| ev.seq);
+        self.last_line = Some(LineAt::of(seq, start + last_start as u64, last));
+        Ok(())
     }
 
     pub fn last_seq(&self) -> u64 {
         self.next_seq - 1
+    }
+
+    /// The line of the last durable event.
+    pub fn last_line(&self) -> Option<LineAt> {
+        self.last_line
     }
 }
 
@@ -284,5 +412,78 @@ mod tests {
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("corruption was accepted"),
         }
+    }
+
+    #[test]
+    fn a_start_after_a_known_line_replays_only_what_follows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        append_n(&path, 3);
+        let line = Journal::open(&path, |_| {}).unwrap().journal.last_line().unwrap();
+        assert_eq!(line.seq, 3);
+        assert!(line.holds_in(&path));
+        append_n(&path, 2);
+        let mut replayed = Vec::new();
+        let opened = Journal::open_after(&path, Some(line), |ev| replayed.push(ev.seq)).unwrap();
+        assert_eq!(replayed, vec![4, 5]);
+        assert_eq!(opened.journal.last_seq(), 5);
+        let seqs: Vec<u64> = opened.last_batch.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![4, 5]);
+        // The line the journal tracks while appending is the one a full open finds.
+        let mut journal = opened.journal;
+        journal.append(&mut [Event::new("x")]).unwrap();
+        let appended = journal.last_line().unwrap();
+        drop(journal);
+        assert_eq!(
+            Journal::open(&path, |_| {}).unwrap().journal.last_line(),
+            Some(appended)
+        );
+        // Nothing after the line: nothing replayed, and the line is still the last one.
+        let opened = Journal::open_after(&path, Some(appended), |_| panic!("replayed")).unwrap();
+        assert_eq!(opened.journal.last_line(), Some(appended));
+        assert!(opened.last_batch.is_empty());
+        // Corruption is reported at its line number in the whole file, before the known line
+        // (checksums) as after it (decoded).
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (nth, line_no) in [(1, 1), (2, 4)] {
+            let corrupt: String = text
+                .lines()
+                .enumerate()
+                .map(|(i, l)| {
+                    let l = if i + 1 == line_no {
+                        l.replacen("t", "T", nth)
+                    } else {
+                        l.to_string()
+                    };
+                    l + "\n"
+                })
+                .collect();
+            std::fs::write(&path, corrupt).unwrap();
+            match Journal::open_after(&path, Some(line), |_| {}) {
+                Err(JournalError::Corrupt { line, .. }) => assert_eq!(line, line_no as u64),
+                _ => panic!("corruption on line {line_no} was accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_known_line_does_not_hold_in_another_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        append_n(&path, 3);
+        let line = Journal::open(&path, |_| {}).unwrap().journal.last_line().unwrap();
+        let original = std::fs::read(&path).unwrap();
+        // Another history of the same length: the same names, another time.
+        std::fs::remove_file(&path).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        append_n(&path, 3);
+        assert_eq!(std::fs::read(&path).unwrap().len(), original.len());
+        assert!(!line.holds_in(&path), "a log written again");
+        std::fs::write(&path, &original[..original.len() - 1]).unwrap();
+        assert!(!line.holds_in(&path), "a log cut short");
+        std::fs::remove_file(&path).unwrap();
+        assert!(!line.holds_in(&path), "no log");
+        std::fs::write(&path, &original).unwrap();
+        assert!(line.holds_in(&path), "the log as it was");
     }
 }
