@@ -142,20 +142,14 @@ fn scan_from(
     let mut offset = 0;
     let mut valid_lines = line_no;
     loop {
-        line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(io_err(path, "read the event log"))?;
+        let read = next_line(path, &mut reader, &mut line)?;
         if read == 0 {
             break;
         }
         line_no += 1;
         let newline = line.last() == Some(&b'\n');
         let is_last = offset + read >= total;
-        let text = &line[..read - usize::from(newline)];
-        let decoded = std::str::from_utf8(text)
-            .map_err(|_| event::DecodeError::Json("not UTF-8".into()))
-            .and_then(event::decode);
+        let decoded = utf8(&line[..read - usize::from(newline)]).and_then(event::decode);
         match decoded {
             // A line without its newline was cut short by a crash, even if it parses.
             Ok(ev) if newline && ev.seq > last_seq => {
@@ -165,24 +159,38 @@ fn scan_from(
                 offset += read;
             }
             Ok(ev) if newline => {
-                return Err(JournalError::Corrupt {
-                    path: path.to_path_buf(),
-                    line: line_no,
-                    detail: format!("seq {} does not follow {last_seq}", ev.seq),
-                });
+                return Err(corrupt(
+                    path,
+                    line_no,
+                    format!("seq {} does not follow {last_seq}", ev.seq),
+                ));
             }
             _ if is_last => break,
-            Err(e) => {
-                return Err(JournalError::Corrupt {
-                    path: path.to_path_buf(),
-                    line: line_no,
-                    detail: e.to_string(),
-                });
-            }
+            Err(e) => return Err(corrupt(path, line_no, e)),
             Ok(_) => unreachable!("a parsed line with a newline is handled above"),
         }
     }
     Ok((offset, valid_lines))
+}
+
+/// Read the next line into `line` (with its newline, if it has one); 0 at the end.
+fn next_line(path: &Path, reader: &mut impl BufRead, line: &mut Vec<u8>) -> Result<usize, JournalError> {
+    line.clear();
+    reader
+        .read_until(b'\n', line)
+        .map_err(io_err(path, "read the event log"))
+}
+
+fn utf8(line: &[u8]) -> Result<&str, event::DecodeError> {
+    std::str::from_utf8(line).map_err(|_| event::DecodeError::Json("not UTF-8".into()))
+}
+
+fn corrupt(path: &Path, line: u64, detail: impl ToString) -> JournalError {
+    JournalError::Corrupt {
+        path: path.to_path_buf(),
+        line,
+        detail: detail.to_string(),
+    }
 }
 
 /// Check the checksum of every line in the first `len` bytes of the log — lines a snapshot of
@@ -194,27 +202,17 @@ fn verify_checksums(path: &Path, file: &mut File, len: u64) -> Result<u64, Journ
     let mut line = Vec::with_capacity(1024);
     let mut line_no = 0;
     loop {
-        line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(io_err(path, "read the event log"))?;
-        if read == 0 {
+        if next_line(path, &mut reader, &mut line)? == 0 {
             return Ok(line_no);
         }
         line_no += 1;
         let checked = line
             .strip_suffix(b"\n")
             .ok_or(event::DecodeError::NoChecksum)
-            .and_then(|text| {
-                std::str::from_utf8(text).map_err(|_| event::DecodeError::Json("not UTF-8".into()))
-            })
+            .and_then(utf8)
             .and_then(event::verified_crc);
         if let Err(e) = checked {
-            return Err(JournalError::Corrupt {
-                path: path.to_path_buf(),
-                line: line_no,
-                detail: e.to_string(),
-            });
+            return Err(corrupt(path, line_no, e));
         }
     }
 }
