@@ -58,12 +58,16 @@ pub fn load(layout: &Layout) -> Result<Option<(State, LineAt)>, String> {
         .and_then(|l| serde_json::from_str(l).ok())
         .ok_or("its second line does not say where it stands in the log")?;
     let tasks = lines
-        .map(|l| serde_json::from_str::<SavedTask>(l).map_err(|e| format!("a task does not read back: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    if tasks.len() != anchor.tasks {
-        return Err(format!("it holds {} tasks, not {}", tasks.len(), anchor.tasks));
+        .map(|l| serde_json::from_str::<SavedTask>(l).map_err(|e| format!("a task does not read back: {e}")));
+    let state = State::restore(tasks, anchor.at.seq)?;
+    if state.tasks.len() != anchor.tasks {
+        return Err(format!(
+            "it holds {} tasks, not {}",
+            state.tasks.len(),
+            anchor.tasks
+        ));
     }
-    Ok(Some((State::restore(tasks, anchor.at.seq)?, anchor.at)))
+    Ok(Some((state, anchor.at)))
 }
 
 impl Engine {

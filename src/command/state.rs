@@ -475,14 +475,18 @@ impl State {
         self.tasks.values().map(Entry::save)
     }
 
-    /// The state as saved when `last_seq` was the last event applied.
-    pub fn restore(saved: Vec<SavedTask>, last_seq: u64) -> Result<State, String> {
+    /// The state as saved when `last_seq` was the last event applied, from its tasks as they
+    /// are read (one at a time: a large root's saved form is never all in memory).
+    pub fn restore<'a>(
+        saved: impl IntoIterator<Item = Result<SavedTask<'a>, String>>,
+        last_seq: u64,
+    ) -> Result<State, String> {
         let mut state = State {
             last_seq,
             ..State::default()
         };
         for task in saved {
-            let entry = Entry::restore(task, &mut state.names)?;
+            let entry = Entry::restore(task?, &mut state.names)?;
             let (id, path) = (Arc::clone(&entry.id), entry.path());
             if state.tasks.contains_key(&id) {
                 return Err(format!("task `{id}` is saved twice"));
@@ -813,7 +817,7 @@ mod tests {
                 .map(|t| serde_json::to_string(&t.unwrap()).unwrap())
                 .collect();
             let read_back: Vec<SavedTask> = text.iter().map(|t| serde_json::from_str(t).unwrap()).collect();
-            let mut restored = State::restore(read_back, before.last_seq).unwrap();
+            let mut restored = State::restore(read_back.into_iter().map(Ok), before.last_seq).unwrap();
             assert_eq!(saved(&restored), saved(&before), "after {k} events");
             events[k..].iter().for_each(|ev| restored.apply(ev));
             if let Some(t1) = restored.tasks.get_mut("t1") {
