@@ -1938,14 +1938,9 @@ fn startup_baseline(root: &Path) -> Res<StartupFloor> {
     let (decode, events) = decode_log(root)?;
     let t0 = Instant::now();
     let log = events_path(root);
-    let mut reader = BufReader::with_capacity(1 << 20, File::open(&log).map_err(io(log.display()))?);
-    let mut line = Vec::with_capacity(1024);
-    while reader.read_until(b'\n', &mut line).map_err(io(log.display()))? > 0 {
-        let text =
-            std::str::from_utf8(line.strip_suffix(b"\n").unwrap_or(&line)).map_err(|e| e.to_string())?;
-        agentplane::event::verified_crc(text).map_err(|e| format!("{}: {e}", log.display()))?;
-        line.clear();
-    }
+    let mut file = File::open(&log).map_err(io(log.display()))?;
+    let len = file.metadata().map_err(io(log.display()))?.len();
+    agentplane::store::journal::verify_checksums(&log, &mut file, len).map_err(|e| e.to_string())?;
     let checksums = t0.elapsed().as_secs_f64();
     let t0 = Instant::now();
     let mut files = 0;

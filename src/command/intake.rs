@@ -63,8 +63,8 @@ pub struct InboxFile {
 
 /// Most inbox files handled per batch, so one huge drop still commits and dispatches in steps.
 const BATCH: usize = 2000;
-/// Most bytes of inbox files read ahead of their decisions (and held until their batch is
-/// committed): a batch of 2,000 ordinary tasks reads ~4 MB.
+/// Most bytes of inbox files read ahead of their decisions (their edited texts are then held
+/// until the batch is committed): a batch of 2,000 ordinary tasks reads ~4 MB.
 const CHUNK_BYTES: usize = 16 << 20;
 
 /// Parse a document into a mapping or say what is wrong (with line and column).
@@ -114,6 +114,8 @@ enum Look {
     Special(fs::Metadata, &'static str),
     /// A regular file whose name is not `.yaml`: left alone.
     NotYaml,
+    /// A task file that may still be being written, unread: look again at this moment.
+    Unsettled(Instant),
     File(fs::Metadata, Result<Content, ReadRefusal>),
 }
 
@@ -135,7 +137,18 @@ impl Look {
     }
 }
 
-fn look(inbox: &Path, name: &str, max_bytes: u64) -> Look {
+/// The root-relative path of an inbox entry, as hints and events name it.
+fn inbox_rel(name: &str) -> String {
+    format!("work/collaboration/inbox/{name}")
+}
+
+/// `not_settled` says when a file that may still be being written is to be looked at again.
+fn look(
+    inbox: &Path,
+    name: &str,
+    max_bytes: u64,
+    not_settled: impl Fn(&fs::Metadata) -> Option<Instant>,
+) -> Look {
     let path = inbox.join(name);
     let Ok(meta) = fs::symlink_metadata(&path) else {
         return Look::Gone;
@@ -149,6 +162,8 @@ fn look(inbox: &Path, name: &str, max_bytes: u64) -> Look {
         "it is not a regular file (a FIFO, socket or device)"
     } else if !layout::is_yaml_name(name) {
         return Look::NotYaml;
+    } else if let Some(at) = not_settled(&meta) {
+        return Look::Unsettled(at);
     } else {
         let read = fsops::read_stated_task_file(&path, &meta, max_bytes).map(|(bytes, fingerprint)| {
             let doc = std::str::from_utf8(&bytes).ok().map(parse_mapping);
@@ -180,10 +195,7 @@ impl Engine {
         };
         names.sort();
         // Hints about files no longer in the inbox (taken, or removed) are of no use.
-        let present: std::collections::HashSet<String> = names
-            .iter()
-            .map(|n| format!("work/collaboration/inbox/{n}"))
-            .collect();
+        let present: std::collections::HashSet<String> = names.iter().map(|n| inbox_rel(n)).collect();
         self.inbox_hints.retain(|rel, _| present.contains(rel));
         let mut recheck: Option<Instant> = None;
         let max_bytes = self.config.max_task_bytes;
@@ -195,7 +207,8 @@ impl Engine {
             let mut looks = Vec::new();
             let mut read = 0;
             for name in rest.iter().take(BATCH) {
-                let look = look(&inbox, name, max_bytes);
+                let rel = inbox_rel(name);
+                let look = look(&inbox, name, max_bytes, |meta| self.not_settled(&rel, meta));
                 read += look.bytes();
                 looks.push(look);
                 if read >= CHUNK_BYTES {
@@ -218,6 +231,7 @@ impl Engine {
     fn intake_one(&mut self, name: &str, look: Look) -> Result<Option<Instant>, Fatal> {
         let (meta, read) = match look {
             Look::Gone | Look::NotYaml => return Ok(None),
+            Look::Unsettled(at) => return Ok(Some(at)),
             Look::Special(meta, why) => {
                 self.reject(
                     &self.inbox_file(name, &meta),
@@ -231,9 +245,6 @@ impl Engine {
             Look::File(meta, read) => (meta, read),
         };
         let mut file = self.inbox_file(name, &meta);
-        if let Some(at) = self.not_settled(&file.rel, &meta) {
-            return Ok(Some(at));
-        }
         let content = match read {
             Ok(content) => content,
             Err(too_large @ ReadRefusal::TooLarge { .. }) => {
@@ -295,7 +306,7 @@ impl Engine {
 
     fn inbox_file(&self, name: &str, meta: &fs::Metadata) -> InboxFile {
         InboxFile {
-            rel: self.layout.rel(&self.layout.inbox().join(name)),
+            rel: inbox_rel(name),
             name: name.to_string(),
             ino: meta.ino(),
             crc: None,

@@ -1,8 +1,9 @@
 //! The state snapshot `work/.agentplane/snapshot`: the engine's `State` as of one event of
 //! the log (named by its line, `LineAt`), with the fingerprints of the task files as last read
 //! or written. A start takes it and replays only the events after that line, so its time
-//! follows the number of tasks, not the length of the history; the daemon writes it once
-//! the first round after READY has committed, every `rescan_s`, and at a clean stop.
+//! follows the number of tasks, not the length of the history (the log's bytes are still
+//! read, for their checksums). The daemon writes it after READY, after the round that follows
+//! each `rescan_s` tick if events came, and at a clean stop.
 //!
 //! It is only a cache. A missing, damaged (checksum), outdated (format) or foreign snapshot
 //! (its line is not in the log as it is: a log replaced, restored or cut) means the whole log

@@ -125,22 +125,20 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Event>, usize), JournalEr
 /// Verify the journal text line by line, handing each event and the offset of its line to
 /// `each` in order without keeping them. Returns the byte length of the valid prefix.
 pub fn scan(path: &Path, bytes: &[u8], each: impl FnMut(Event, usize)) -> Result<usize, JournalError> {
-    scan_from(path, bytes, bytes.len(), (0, 0), each).map(|(valid, _)| valid)
+    scan_from(path, bytes, bytes.len(), (0, 0), each)
 }
 
 /// `scan` over a reader of `total` bytes, one line in memory at a time, of the lines that
-/// follow `(seq, line number)`. Returns the byte length of the valid prefix and the number of
-/// its last line.
+/// follow `(seq, line number)` (line numbers in corruption errors count from there).
 fn scan_from(
     path: &Path,
     mut reader: impl BufRead,
     total: usize,
     (mut last_seq, mut line_no): (u64, u64),
     mut each: impl FnMut(Event, usize),
-) -> Result<(usize, u64), JournalError> {
+) -> Result<usize, JournalError> {
     let mut line = Vec::with_capacity(1024);
     let mut offset = 0;
-    let mut valid_lines = line_no;
     loop {
         let read = next_line(path, &mut reader, &mut line)?;
         if read == 0 {
@@ -154,7 +152,6 @@ fn scan_from(
             // A line without its newline was cut short by a crash, even if it parses.
             Ok(ev) if newline && ev.seq > last_seq => {
                 last_seq = ev.seq;
-                valid_lines = line_no;
                 each(ev, offset);
                 offset += read;
             }
@@ -170,7 +167,7 @@ fn scan_from(
             Ok(_) => unreachable!("a parsed line with a newline is handled above"),
         }
     }
-    Ok((offset, valid_lines))
+    Ok(offset)
 }
 
 /// Read the next line into `line` (with its newline, if it has one); 0 at the end.
@@ -193,10 +190,10 @@ fn corrupt(path: &Path, line: u64, detail: impl ToString) -> JournalError {
     }
 }
 
-/// Check the checksum of every line in the first `len` bytes of the log — lines a snapshot of
-/// the state has taken in, so not decoded again — and count them. Corruption anywhere in the
-/// log still stops the daemon with its line number.
-fn verify_checksums(path: &Path, file: &mut File, len: u64) -> Result<u64, JournalError> {
+/// Check the checksum of every line in the first `len` bytes of the log at `path` (open as
+/// `file`) — lines a snapshot of the state has taken in, so not decoded again — and count
+/// them. Corruption anywhere in the log still stops the daemon with its line number.
+pub fn verify_checksums(path: &Path, file: &mut File, len: u64) -> Result<u64, JournalError> {
     file.seek(SeekFrom::Start(0)).map_err(io_err(path, "seek in"))?;
     let mut reader = BufReader::with_capacity(1 << 20, file.take(len));
     let mut line = Vec::with_capacity(1024);
@@ -248,7 +245,7 @@ impl Journal {
         file.seek(SeekFrom::Start(from as u64))
             .map_err(io_err(path, "seek in"))?;
         let reader = BufReader::with_capacity(1 << 20, &file);
-        let (valid, _) = scan_from(
+        let valid = scan_from(
             path,
             reader,
             total - from,
