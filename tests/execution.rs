@@ -160,6 +160,45 @@ fn cancel_stops_a_running_child() {
 }
 
 #[test]
+fn a_task_that_can_start_at_once_leaves_the_inbox_already_started() {
+    // The child records the inode and text of the task file it was given.
+    let root = root_with_agent(
+        "stat -c %i \"$AGENTPLANE_TASK_FILE\" > \"$3/ino\"; cat \"$AGENTPLANE_TASK_FILE\" > \"$3/seen\"",
+        "",
+    );
+    let staged = root.collab("inbox/.t.yaml.partial");
+    std::fs::write(&staged, "id: quick\nagent: bot\ntitle: Start at once\n").unwrap();
+    let dropped_ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&staged).unwrap());
+    std::fs::rename(&staged, root.collab("inbox/t.yaml")).unwrap();
+    root.run_once_ok();
+    assert!(root.exists("done/bot/quick.yaml"), "{:?}", root.files());
+    let log = root.p("work/logs/quick/1");
+    let seen = std::fs::read_to_string(log.join("seen")).unwrap();
+    assert!(
+        seen.contains("status: in_progress") && seen.contains("started_at:"),
+        "{seen}"
+    );
+    assert!(seen.contains("assigned_at:"), "{seen}");
+    // One new version of the file: the inbox file rewritten in its own inode, not copied again
+    // to be started.
+    let ino: u64 = std::fs::read_to_string(log.join("ino"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(ino, dropped_ino, "the started file is the dropped file's inode");
+    // One commit: the start's edits ride on the move out of the inbox, and the start orders
+    // no file operation of its own.
+    let assigned = &root.events_named("task_assigned")[0];
+    let started = &root.events_named("task_started")[0];
+    assert_eq!(assigned["batch"], started["batch"], "{assigned}\n{started}");
+    assert_eq!(assigned["edits"]["status"], "in_progress", "{assigned}");
+    assert!(assigned["edits"]["started_at"].is_string(), "{assigned}");
+    assert!(started.get("op").is_none(), "{started}");
+    assert_eq!(started["to"], "in_progress");
+}
+
+#[test]
 fn concurrency_limits_and_priority_order_hold() {
     let root = root_with_agent(
         "echo \"start $1 $(date +%s%N)\" >> \"$AGENTPLANE_ROOT/trace\"; sleep 0.2; echo \"end $1 $(date +%s%N)\" >> \"$AGENTPLANE_ROOT/trace\"",

@@ -257,8 +257,13 @@ impl Engine {
     }
 
     /// Fill in a status transition of `entry`'s file: to the folder of `to`, with `edits`.
+    /// When the file's last move is still in the uncommitted batch and goes to the same place
+    /// (a task taken from the inbox and started in the same batch), the edits join that move
+    /// and this event orders no operation of its own: one new version of the file, made
+    /// durable once, instead of two in two commits. Events of a batch are durable together,
+    /// so recovery redoes the joined move as a whole or finds it done.
     pub(super) fn transition(
-        &self,
+        &mut self,
         ev: &mut Event,
         entry: &super::state::Entry,
         to: Status,
@@ -266,16 +271,27 @@ impl Engine {
     ) {
         ev.from = Some(entry.status.as_str().into());
         ev.to = Some(to.as_str().into());
-        ev.op = Some("move".into());
-        ev.src = Some(entry.path());
-        (ev.src_ino, ev.src_crc) = self.identity(&entry.path());
-        ev.path = Some(if entry.in_fridge() {
+        let dest = if entry.in_fridge() {
             entry.path()
         } else {
             Layout::task_path(to, &entry.agent, &entry.id)
-        });
+        };
         let mut edits = edits;
         edits.entry("status").or_insert_with(|| json!(to.as_str()));
+        let pending = self
+            .batch
+            .iter_mut()
+            .rev()
+            .find(|p| p.op.is_some() && p.task_id.as_deref() == Some(&*entry.id))
+            .filter(|p| p.op.as_deref() == Some("move") && p.path.as_deref() == Some(dest.as_str()));
+        if let Some(pending) = pending {
+            pending.edits.get_or_insert_default().extend(edits);
+            return;
+        }
+        ev.op = Some("move".into());
+        ev.src = Some(entry.path());
+        (ev.src_ino, ev.src_crc) = self.identity(&entry.path());
+        ev.path = Some(dest);
         ev.edits = Some(edits);
     }
 }

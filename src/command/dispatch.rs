@@ -62,8 +62,13 @@ impl Engine {
         }
         let now = SystemTime::now();
         let mut per_agent: HashMap<String, usize> = HashMap::new();
-        for id in self.live_children.keys() {
-            if let Some(e) = self.state.tasks.get(id) {
+        // Started ones count whether their child runs yet or is still to be spawned.
+        let started = self
+            .live_children
+            .keys()
+            .chain(self.launches.iter().map(|l| &l.task_id));
+        for id in started {
+            if let Some(e) = self.state.tasks.get(id.as_str()) {
                 *per_agent.entry(e.agent.to_string()).or_default() += 1;
             }
         }

@@ -222,6 +222,8 @@ impl Engine {
                     recheck = Some(recheck.map_or(at, |r: Instant| r.min(at)));
                 }
             }
+            // Tasks that may start now start with their move out of the inbox (`transition`).
+            self.dispatch();
             self.commit()?;
         }
         Ok(recheck)
