@@ -73,29 +73,33 @@ impl Engine {
             }
         }
         let mut total = self.live_children.len() + self.launches.len();
-        let mut ready = Vec::new();
-        let mut to_block = Vec::new();
-        for e in self
+        // A task whose dependency failed is blocked wherever it is in the queue.
+        let mut to_block: Vec<(String, String)> = self
             .state
-            .assigned
-            .iter()
+            .queue
+            .with_dependencies()
             .filter_map(|id| self.state.tasks.get(id))
-        {
-            match gate(self, e, now) {
-                None => ready.push((e.priority, e.order, Arc::clone(&e.id))),
-                Some(Gate::DependencyFailed(dep)) => to_block.push((e.id.to_string(), dep)),
-                Some(_) => {}
-            }
-        }
+            .filter_map(|e| match gate(self, e, now) {
+                Some(Gate::DependencyFailed(dep)) => Some((e.id.to_string(), dep)),
+                _ => None,
+            })
+            .collect();
+        to_block.sort();
         for (id, dep) in to_block {
             self.block(&id, &dep);
         }
-        ready.sort();
-        for (_, _, id) in ready {
+        // Starts in queue order (priority, then age) until every slot is taken.
+        let mut starts = Vec::new();
+        for id in self.state.queue.in_order() {
             if total >= self.config.max_concurrent {
                 break;
             }
-            let entry = &self.state.tasks[&*id];
+            let Some(entry) = self.state.tasks.get(id) else {
+                continue;
+            };
+            if gate(self, entry, now).is_some() {
+                continue;
+            }
             let limit = self
                 .config
                 .agent(&entry.agent)
@@ -107,6 +111,9 @@ impl Engine {
             }
             *used += 1;
             total += 1;
+            starts.push(Arc::clone(id));
+        }
+        for id in starts {
             self.start(&id);
         }
     }
@@ -114,8 +121,8 @@ impl Engine {
     /// The earliest pending retry of a task that would run then, for the daemon's timer.
     pub fn next_retry(&self) -> Option<SystemTime> {
         self.state
-            .assigned
-            .iter()
+            .queue
+            .retrying()
             .filter_map(|id| self.state.tasks.get(id))
             .filter(|e| e.running().is_none() && e.problem().is_none())
             .filter(|e| self.config.agent(&e.agent).is_some_and(|a| a.command.is_some()))

@@ -2,7 +2,7 @@
 //! every change is an event that is appended and fsynced (group commit: one fsync per batch)
 //! *before* the file operation it orders is performed. Submodules: `intake` (inbox files),
 //! `commands` (command files), `scan` (adoption and hand edits), `dispatch` (governance and
-//! ordering), `run` (children's start and end), `housekeeping` (archiving, stalls), `state`
+//! ordering), `queue` (the assigned tasks in dispatch order), `run` (children's start and end), `housekeeping` (archiving, stalls), `state`
 //! (events → state), `perform` (file operations and their redo), `snapshot` (the state as of
 //! one event, so a start replays only the log after it). Nothing here reads the SQLite index
 //! or the read models.
@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod housekeeping;
 pub mod intake;
 pub mod perform;
+pub mod queue;
 pub mod run;
 pub mod scan;
 pub mod snapshot;

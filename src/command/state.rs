@@ -3,7 +3,7 @@
 //! durable) and when replaying the log at start, so the two can never disagree.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,6 +12,7 @@ use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::queue::{Listing, Queue};
 use crate::card::{Card, Names, change_out_of_line};
 use crate::clock;
 use crate::event::Event;
@@ -192,8 +193,8 @@ pub struct State {
     /// Task id by the root-relative path of its file, for the few files not named after their
     /// task (`<id>.yaml`): every other path names its task itself.
     odd_paths: HashMap<String, String>,
-    /// Ids of the tasks whose status is `assigned`: the only ones dispatch has to look at.
-    pub assigned: HashSet<Arc<str>>,
+    /// The assigned tasks in dispatch order: the only ones dispatch has to look at.
+    pub queue: Queue,
     /// Agent names and folders, shared by the cards.
     names: Names,
     pub last_seq: u64,
@@ -211,7 +212,7 @@ impl State {
                 if !self.odd_paths.is_empty() {
                     self.odd_paths.remove(&e.path());
                 }
-                self.assigned.remove(id);
+                self.queue.relist(Listing::of(&e), Listing::default());
             }
             return;
         }
@@ -222,6 +223,7 @@ impl State {
             return;
         }
         let meta = ev.data.as_ref().and_then(|d| d.get("task"));
+        let listed = self.tasks.get(id).map(Listing::of).unwrap_or_default();
         if !self.tasks.contains_key(id) {
             // Only events that describe a task file can introduce a task.
             let (Some(path), Some(meta)) = (ev.path.as_ref(), meta) else {
@@ -271,13 +273,6 @@ impl State {
         }
         if let Some(to) = ev.to.as_deref().and_then(Status::parse) {
             card.status = to;
-        }
-        if card.status == Status::Assigned {
-            if !self.assigned.contains(id) {
-                self.assigned.insert(Arc::clone(&card.id));
-            }
-        } else {
-            self.assigned.remove(id);
         }
         if let Some(path) = &ev.path
             && matches!(ev.op.as_deref(), Some("move" | "create"))
@@ -360,6 +355,7 @@ impl State {
             "task_edited" if ev.to.is_some() => entry.blocked_by_dependency = false,
             _ => {}
         }
+        self.queue.relist(listed, Listing::of(entry));
     }
 
     /// Take the fingerprints `earlier` (an older state of the same log) had for files that
@@ -494,9 +490,7 @@ impl State {
             if file_stem(&path) != Some(&*id) {
                 state.odd_paths.insert(path, id.to_string());
             }
-            if entry.status == Status::Assigned {
-                state.assigned.insert(Arc::clone(&id));
-            }
+            state.queue.relist(Listing::default(), Listing::of(&entry));
             state.tasks.insert_new(entry);
         }
         Ok(state)
@@ -721,6 +715,13 @@ mod tests {
                 json!({"agent": "a", "title": "Second"}),
             )]));
         });
+        // A new priority while assigned: the task's place in the dispatch queue changes.
+        add("task_edited", "t2", &|e| {
+            e.data = Some(Map::from_iter([(
+                "task".into(),
+                json!({"agent": "a", "title": "Second", "priority": "critical"}),
+            )]));
+        });
         add("task_discovered", "t3", &|e| {
             e.path = Some(format!("{dir}/done/a/t3.yaml"));
             e.data = Some(Map::from_iter([
@@ -786,7 +787,20 @@ mod tests {
             .map(|t| serde_json::to_string(&t.unwrap()).unwrap())
             .collect();
         all.extend(state.odd_paths.iter().map(|(p, id)| format!("odd {p} {id}")));
-        all.extend(state.assigned.iter().map(|id| format!("assigned {id}")));
+        all.extend(
+            state
+                .queue
+                .in_order()
+                .enumerate()
+                .map(|(i, id)| format!("queued {i} {id}")),
+        );
+        all.extend(
+            state
+                .queue
+                .with_dependencies()
+                .map(|id| format!("with dependencies {id}")),
+        );
+        all.extend(state.queue.retrying().map(|id| format!("retrying {id}")));
         all.push(format!("last_seq {}", state.last_seq));
         all.sort();
         all
