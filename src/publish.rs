@@ -290,12 +290,15 @@ fn index_thread(db: &Path, log: &Path, rx: &Receiver<IndexMsg>) {
         let first = if since_checkpoint {
             match rx.recv_timeout(CHECKPOINT_WHEN_QUIET) {
                 Err(RecvTimeoutError::Timeout) => {
-                    since_checkpoint = false;
-                    if let Some(ix) = index.as_mut()
-                        && let Err(e) = ix.checkpoint()
-                    {
-                        tracing::debug!("{e}");
-                    }
+                    // A query holding the WAL at that moment means another quiet window.
+                    since_checkpoint = match index.as_mut().map(Index::checkpoint) {
+                        Some(Ok(done)) => !done,
+                        Some(Err(e)) => {
+                            tracing::debug!("{e}");
+                            true
+                        }
+                        None => false,
+                    };
                     continue;
                 }
                 other => other.map_err(|_| ()),

@@ -77,7 +77,10 @@ fn status_edits_move_the_file_and_illegal_ones_are_reported() {
             .iter()
             .any(|e| e["event"] == "task_edited" && e["to"] == "in_progress")
     });
-    assert!(root.read("assigned/reviewer/hand-1.yaml").contains("started_at:"));
+    // The event is durable before the file is rewritten, so the rewrite may still be coming.
+    wait_for(30, "started_at written", || {
+        root.read("assigned/reviewer/hand-1.yaml").contains("started_at:")
+    });
     // … and finishes it with a result.
     let text = std::fs::read_to_string(&path)
         .unwrap()

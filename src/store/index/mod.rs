@@ -560,11 +560,14 @@ impl Index {
         Ok(applied)
     }
 
-    /// Copy the WAL into the database and empty it (best effort: readers may hold it).
-    pub fn checkpoint(&mut self) -> Result<(), IndexError> {
-        self.conn
-            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-            .map_err(sql_err(&self.path, "checkpoint"))
+    /// Copy the WAL into the database and empty it. `false`: a reader held an older snapshot
+    /// (a query running at that moment), so the WAL could not be emptied; try again later.
+    pub fn checkpoint(&mut self) -> Result<bool, IndexError> {
+        let blocked: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+            .map_err(sql_err(&self.path, "checkpoint"))?;
+        Ok(blocked == 0)
     }
 
     /// Checkpoint and leave the file in rollback-journal mode, so that readers opening it
