@@ -24,6 +24,7 @@ fn quick_bench_runs_and_prints_a_number_for_every_figure() {
     for figure in [
         "intake throughput",
         "end-to-end throughput",
+        "end-to-end, 80 tasks",
         "latency drop → assigned",
         "latency drop → child started",
         "start-up",

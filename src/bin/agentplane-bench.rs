@@ -1190,13 +1190,7 @@ impl Bench {
                 floor,
             ),
         );
-        let root = self.root("e2e");
-        let config = "max_concurrent: 4\nagents:\n  bench:\n    command: [\"true\"]\n    max_concurrent: 4\n";
-        let (run, _) = self.drop_into_new_root(&root, config, "e2e", n, "done/bench")?;
-        let failed = yaml_count(&collab(&root, "error/bench"));
-        if failed > 0 {
-            return Err(format!("{failed} of the `true` tasks ended in error/"));
-        }
+        let run = self.e2e_run("e2e", n)?;
         let rate = run.rate();
         say("agentplane", run.describe());
         self.row(
@@ -1206,6 +1200,19 @@ impl Bench {
             format!("{} bare spawn, 4 at a time", fmt_rate(n as f64 / floor)),
             compared(rate, n as f64 / floor),
             verdict(rate >= 300.0 && !run.timed_out),
+        );
+        // A queue four times as long must not make each task dearer (a dispatcher that looks
+        // at every waiting task each round is O(n²) over the drain).
+        let many = 4 * n;
+        let long = self.e2e_run("e2e-long", many)?;
+        say("agentplane, 4× the tasks", long.describe());
+        self.row(
+            &format!("end-to-end, {many} tasks"),
+            "(reference)",
+            format!("{} ({many} in {:.2} s)", fmt_rate(long.rate()), long.secs),
+            format!("{} with {n}", fmt_rate(rate)),
+            format!("{:.2}", long.rate() / rate),
+            Verdict::Info,
         );
         let Some((client, server)) = self.pueue.clone() else {
             say("pueue", "not measured (not installed, or --no-pueue)");
@@ -1223,6 +1230,19 @@ impl Bench {
         say("agentplane ÷ pueue (rate)", format!("{:.1}×", rate / prate));
         self.reference_row("end-to-end vs pueue", rate, prate, "pueue, 4 parallel");
         Ok(())
+    }
+
+    /// `n` tasks of an agent whose command is `true` (4 at a time) dropped into a new root,
+    /// until all are in `done/`.
+    fn e2e_run(&self, name: &str, n: usize) -> Res<DropRun> {
+        let root = self.root(name);
+        let config = "max_concurrent: 4\nagents:\n  bench:\n    command: [\"true\"]\n    max_concurrent: 4\n";
+        let (run, _) = self.drop_into_new_root(&root, config, name, n, "done/bench")?;
+        let failed = yaml_count(&collab(&root, "error/bench"));
+        if failed > 0 {
+            return Err(format!("{failed} of the `true` tasks ended in error/"));
+        }
+        Ok(run)
     }
 
     /// pueue with its own config, socket and state in the scratch dir; the tasks are added to
