@@ -199,6 +199,50 @@ fn a_task_that_can_start_at_once_leaves_the_inbox_already_started() {
 }
 
 #[test]
+fn an_agent_at_its_limit_or_without_a_command_holds_back_no_other_agent() {
+    let root = Root::new("");
+    let slow = root.agent_script("slow", "sleep 0.3");
+    std::fs::write(
+        root.p("agentplane.yaml"),
+        format!(
+            "settle_ms: 20\nmax_concurrent: 3\nagents:\n  human: {{}}\n  slow:\n    command: [\"sh\", \"{slow}\"]\n    max_concurrent: 1\n  fast:\n    command: [\"true\"]\n"
+        ),
+    )
+    .unwrap();
+    // Oldest and most urgent first: a human's task, two for the slow agent, one for the fast.
+    for (name, agent, prio) in [
+        ("h1", "human", "critical"),
+        ("s1", "slow", "critical"),
+        ("s2", "slow", "high"),
+        ("f1", "fast", "low"),
+    ] {
+        root.drop_task(
+            &format!("{name}.yaml"),
+            &format!("id: {name}\nagent: {agent}\ntitle: {name}\npriority: {prio}\n"),
+        );
+    }
+    root.run_once_ok();
+    let started = root.events_named("task_started");
+    let batch_of = |id: &str| {
+        started
+            .iter()
+            .find(|e| e["task_id"] == id)
+            .unwrap_or_else(|| panic!("{id} never started: {started:#?}"))["batch"]
+            .as_u64()
+            .unwrap()
+    };
+    // The slow agent's second task waits for its first; the fast agent's does not wait for it.
+    assert_eq!(batch_of("s1"), batch_of("f1"), "{started:#?}");
+    assert!(batch_of("s2") > batch_of("s1"), "{started:#?}");
+    assert!(started.iter().all(|e| e["task_id"] != "h1"), "{started:#?}");
+    assert!(root.exists("assigned/human/h1.yaml"), "{:?}", root.files());
+    for id in ["s1", "s2"] {
+        assert!(root.exists(&format!("done/slow/{id}.yaml")), "{:?}", root.files());
+    }
+    assert!(root.exists("done/fast/f1.yaml"), "{:?}", root.files());
+}
+
+#[test]
 fn concurrency_limits_and_priority_order_hold() {
     let root = root_with_agent(
         "echo \"start $1 $(date +%s%N)\" >> \"$AGENTPLANE_ROOT/trace\"; sleep 0.2; echo \"end $1 $(date +%s%N)\" >> \"$AGENTPLANE_ROOT/trace\"",

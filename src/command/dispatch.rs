@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use serde_json::{Map, json};
 
 use super::Engine;
+use super::queue::Step;
 use super::state::Entry;
 use crate::clock;
 use crate::event::Event;
@@ -61,7 +62,7 @@ impl Engine {
             return;
         }
         let now = SystemTime::now();
-        let mut per_agent: HashMap<String, usize> = HashMap::new();
+        let mut per_agent: HashMap<Arc<str>, usize> = HashMap::new();
         // Started ones count whether their child runs yet or is still to be spawned.
         let started = self
             .live_children
@@ -69,7 +70,7 @@ impl Engine {
             .chain(self.launches.iter().map(|l| &l.task_id));
         for id in started {
             if let Some(e) = self.state.tasks.get(id.as_str()) {
-                *per_agent.entry(e.agent.to_string()).or_default() += 1;
+                *per_agent.entry(Arc::clone(&e.agent)).or_default() += 1;
             }
         }
         let mut total = self.live_children.len() + self.launches.len();
@@ -88,31 +89,30 @@ impl Engine {
         for (id, dep) in to_block {
             self.block(&id, &dep);
         }
-        // Starts in queue order (priority, then age) until every slot is taken.
+        // Starts in queue order (priority, then age) until every slot is taken; an agent
+        // without a command, or at its own limit, is passed over whole.
         let mut starts = Vec::new();
-        for id in self.state.queue.in_order() {
-            if total >= self.config.max_concurrent {
-                break;
+        let max = self.config.max_concurrent;
+        self.state.queue.walk(|agent, id| {
+            if total >= max {
+                return Step::Stop;
             }
-            let Some(entry) = self.state.tasks.get(id) else {
-                continue;
+            let Some(config) = self.config.agent(agent).filter(|a| a.command.is_some()) else {
+                return Step::SkipAgent;
             };
-            if gate(self, entry, now).is_some() {
-                continue;
+            let used = per_agent.entry(Arc::clone(agent)).or_default();
+            if *used >= config.max_concurrent.unwrap_or(usize::MAX) {
+                return Step::SkipAgent;
             }
-            let limit = self
-                .config
-                .agent(&entry.agent)
-                .and_then(|a| a.max_concurrent)
-                .unwrap_or(usize::MAX);
-            let used = per_agent.entry(entry.agent.to_string()).or_default();
-            if *used >= limit {
-                continue;
+            if let Some(entry) = self.state.tasks.get(id)
+                && gate(self, entry, now).is_none()
+            {
+                *used += 1;
+                total += 1;
+                starts.push(Arc::clone(id));
             }
-            *used += 1;
-            total += 1;
-            starts.push(Arc::clone(id));
-        }
+            Step::Next
+        });
         for id in starts {
             self.start(&id);
         }

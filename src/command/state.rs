@@ -767,6 +767,8 @@ mod tests {
             )]));
         });
         add("task_retried", "t1", &|_| {});
+        // Reassigned while queued: the task changes agent queue.
+        add("task_reassigned", "t4", &|e| e.agent = Some("a".into()));
         add("task_deleted", "t4", &|_| {});
         add("task_edited", "t3", &|e| e.to = Some("done".into()));
         add("task_unblocked", "t2", &|_| {});
@@ -787,13 +789,12 @@ mod tests {
             .map(|t| serde_json::to_string(&t.unwrap()).unwrap())
             .collect();
         all.extend(state.odd_paths.iter().map(|(p, id)| format!("odd {p} {id}")));
-        all.extend(
-            state
-                .queue
-                .in_order()
-                .enumerate()
-                .map(|(i, id)| format!("queued {i} {id}")),
-        );
+        let mut queued = Vec::new();
+        state.queue.walk(|agent, id| {
+            queued.push(format!("queued {} {agent} {id}", queued.len()));
+            super::super::queue::Step::Next
+        });
+        all.extend(queued);
         all.extend(
             state
                 .queue
