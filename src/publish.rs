@@ -283,15 +283,18 @@ fn open_index(db: &Path, log: &Path) -> Option<Index> {
 fn index_thread(db: &Path, log: &Path, rx: &Receiver<IndexMsg>) {
     let mut index = open_index(db, log);
     let mut retry_at = Instant::now() + INDEX_RETRY;
-    let mut since_checkpoint = false;
+    // Whether the WAL may hold writes since the last checkpoint: opening the index (a
+    // rebuild, a catch-up) and applying any batch may write, even a batch of events the
+    // open had already taken in.
+    let mut to_checkpoint = index.is_some();
     loop {
         let mut batch = Vec::new();
         let mut stop = false;
-        let first = if since_checkpoint {
+        let first = if to_checkpoint {
             match rx.recv_timeout(CHECKPOINT_WHEN_QUIET) {
                 Err(RecvTimeoutError::Timeout) => {
                     // A query holding the WAL at that moment means another quiet window.
-                    since_checkpoint = match index.as_mut().map(Index::checkpoint) {
+                    to_checkpoint = match index.as_mut().map(Index::checkpoint) {
                         Some(Ok(done)) => !done,
                         Some(Err(e)) => {
                             tracing::debug!("{e}");
@@ -325,11 +328,12 @@ fn index_thread(db: &Path, log: &Path, rx: &Receiver<IndexMsg>) {
         }
         if index.is_none() && Instant::now() >= retry_at {
             index = open_index(db, log);
+            to_checkpoint |= index.is_some();
             retry_at = Instant::now() + INDEX_RETRY;
         }
         if let Some(ix) = index.as_mut() {
             match ix.apply(&batch) {
-                Ok(n) => since_checkpoint |= n > 0,
+                Ok(_) => to_checkpoint = true,
                 Err(e) => {
                     tracing::error!("index not updated, reopening it later: {e}");
                     index = None;
