@@ -102,7 +102,7 @@ pub fn ensure_folders(layout: &Layout) -> Result<(), fsops::FsError> {
 }
 
 /// Remove temp files a crash left behind (they are never read): in the task folders, the
-/// state directory (fingerprint cache) and `work/status/` (read models). A temp file names
+/// state directory (state snapshot) and `work/status/` (read models). A temp file names
 /// its writer's pid: one a live process is writing (`agentplane submit` or a command
 /// running right now, or this daemon's own threads) is left to it.
 fn clean_temp_files(engine: &Engine, started: SystemTime) {

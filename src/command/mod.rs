@@ -2,10 +2,10 @@
 //! every change is an event that is appended and fsynced (group commit: one fsync per batch)
 //! *before* the file operation it orders is performed. Submodules: `intake` (inbox files),
 //! `commands` (command files), `scan` (adoption and hand edits), `dispatch` (governance and
-//! ordering), `queue` (the assigned tasks in dispatch order), `run` (children's start and end), `housekeeping` (archiving, stalls), `state`
-//! (events → state), `perform` (file operations and their redo), `snapshot` (the state as of
-//! one event, so a start replays only the log after it). Nothing here reads the SQLite index
-//! or the read models.
+//! ordering), `queue` (each agent's assigned tasks in start order), `run` (children's start
+//! and end), `housekeeping` (archiving, stalls), `state` (events → state), `perform` (file
+//! operations and their redo), `snapshot` (the state as of one event, so a start replays only
+//! the log after it). Nothing here reads the SQLite index or the read models.
 
 pub mod commands;
 pub mod dispatch;

@@ -513,6 +513,7 @@ impl Entry {
             fingerprint,
             rare,
         } = self;
+        // A static, not a local: the saved task borrows from it.
         static NONE: Rare = Rare {
             timeout_s: None,
             max_attempts: None,
@@ -633,7 +634,13 @@ fn apply_meta(card: &mut Card, meta: &Value, names: &mut Names) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::queue::Step;
     use serde_json::Map;
+
+    /// The `data` of an event that describes a task file: its metadata.
+    fn task_data(meta: Value) -> Option<Map<String, Value>> {
+        Some(Map::from_iter([("task".into(), meta)]))
+    }
 
     /// A large root holds 100,000 of each (docs/benchmarks.md, idle RSS): growing them is a
     /// decision, not an accident.
@@ -705,22 +712,16 @@ mod tests {
             e.op = Some("move".into());
             e.to = Some("assigned".into());
             e.path = Some(format!("{dir}/assigned/a/t1.yaml"));
-            e.data = Some(Map::from_iter([("task".into(), meta.clone())]));
+            e.data = task_data(meta.clone());
         });
         add("task_discovered", "t2", &|e| {
             e.to = Some("assigned".into());
             e.path = Some(format!("{dir}/assigned/a/other.yml"));
-            e.data = Some(Map::from_iter([(
-                "task".into(),
-                json!({"agent": "a", "title": "Second"}),
-            )]));
+            e.data = task_data(json!({"agent": "a", "title": "Second"}));
         });
         // A new priority while assigned: the task's place in the dispatch queue changes.
         add("task_edited", "t2", &|e| {
-            e.data = Some(Map::from_iter([(
-                "task".into(),
-                json!({"agent": "a", "title": "Second", "priority": "critical"}),
-            )]));
+            e.data = task_data(json!({"agent": "a", "title": "Second", "priority": "critical"}));
         });
         add("task_discovered", "t3", &|e| {
             e.path = Some(format!("{dir}/done/a/t3.yaml"));
@@ -761,10 +762,7 @@ mod tests {
         add("task_discovered", "t4", &|e| {
             e.to = Some("assigned".into());
             e.path = Some(format!("{dir}/assigned/b/t4.yaml"));
-            e.data = Some(Map::from_iter([(
-                "task".into(),
-                json!({"agent": "b", "title": "Fourth"}),
-            )]));
+            e.data = task_data(json!({"agent": "b", "title": "Fourth"}));
         });
         add("task_retried", "t1", &|_| {});
         // Reassigned while queued: the task changes agent queue.
@@ -792,7 +790,7 @@ mod tests {
         let mut queued = Vec::new();
         state.queue.walk(|agent, id| {
             queued.push(format!("queued {} {agent} {id}", queued.len()));
-            super::super::queue::Step::Next
+            Step::Next
         });
         all.extend(queued);
         all.extend(

@@ -409,12 +409,18 @@ mod tests {
         }
     }
 
+    /// A log of three events in `dir`, and the line of its last event.
+    fn log_of_three(dir: &Path) -> (PathBuf, LineAt) {
+        let path = dir.join("events.jsonl");
+        append_n(&path, 3);
+        let line = Journal::open(&path, |_| {}).unwrap().journal.last_line().unwrap();
+        (path, line)
+    }
+
     #[test]
     fn a_start_after_a_known_line_replays_only_what_follows_it() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        append_n(&path, 3);
-        let line = Journal::open(&path, |_| {}).unwrap().journal.last_line().unwrap();
+        let (path, line) = log_of_three(dir.path());
         assert_eq!(line.seq, 3);
         assert!(line.holds_in(&path));
         append_n(&path, 2);
@@ -464,9 +470,7 @@ mod tests {
     #[test]
     fn a_known_line_does_not_hold_in_another_log() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        append_n(&path, 3);
-        let line = Journal::open(&path, |_| {}).unwrap().journal.last_line().unwrap();
+        let (path, line) = log_of_three(dir.path());
         let original = std::fs::read(&path).unwrap();
         // Another history of the same length: the same names, another time.
         std::fs::remove_file(&path).unwrap();
