@@ -192,12 +192,14 @@ fn run(args: Args) -> Res<()> {
         empty_intake: None,
     };
     let started = Instant::now();
+    let cpu = CpuTimes::now();
     bench.run(&figures)?;
     bench.print_summary();
     println!(
-        "\nload average at the end: {} (run took {:.0} s)",
+        "\nload average at the end: {} (run took {:.0} s; {})",
         load_average(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        cpu.stolen_since()
     );
     Ok(())
 }
@@ -250,6 +252,44 @@ fn first_line_with(path: &str, key: &str) -> Option<String> {
 fn load_average() -> String {
     let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// The machine's CPU time so far, from the first line of `/proc/stat`: on a shared VM the
+/// hypervisor's steal (time a virtual CPU wanted to run and could not) moves every figure.
+struct CpuTimes {
+    steal: u64,
+    total: u64,
+}
+
+impl CpuTimes {
+    fn now() -> CpuTimes {
+        let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+        // user nice system idle iowait irq softirq steal (guest time is inside user already)
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        CpuTimes {
+            steal: ticks.get(7).copied().unwrap_or(0),
+            total: ticks.iter().sum(),
+        }
+    }
+
+    /// "N % of the CPU time stolen by the hypervisor" since this snapshot.
+    fn stolen_since(&self) -> String {
+        let now = CpuTimes::now();
+        let total = now.total.saturating_sub(self.total).max(1);
+        let steal = now.steal.saturating_sub(self.steal);
+        format!(
+            "{:.0} % of the CPU time stolen by the hypervisor",
+            100.0 * steal as f64 / total as f64
+        )
+    }
 }
 
 /// Type, device and options of the mount holding `dir` (the longest mount-point prefix).
@@ -838,16 +878,22 @@ struct Bench {
 impl Bench {
     fn run(&mut self, figures: &[Figure]) -> Res<()> {
         for f in figures {
+            let cpu = CpuTimes::now();
             match f {
                 Figure::Intake => self.fig_intake()?,
                 Figure::E2e => self.fig_e2e()?,
                 Figure::Latency => self.fig_latency()?,
                 // Measured together on one large root, below.
-                Figure::Startup | Figure::Idle | Figure::Growth | Figure::Rebuild | Figure::Queries => {}
+                Figure::Startup | Figure::Idle | Figure::Growth | Figure::Rebuild | Figure::Queries => {
+                    continue;
+                }
             }
+            say("steal", cpu.stolen_since());
         }
         if figures.iter().any(|f| BIG.contains(f)) {
+            let cpu = CpuTimes::now();
             self.big_root(figures)?;
+            say("steal", cpu.stolen_since());
         }
         Ok(())
     }

@@ -69,9 +69,17 @@ const CHUNK_BYTES: usize = 16 << 20;
 
 /// Parse a document into a mapping or say what is wrong (with line and column).
 pub fn parse_mapping(text: &str) -> Result<Map<String, Value>, Refusal> {
-    match yaml::parse_document(text, &yaml::Budget::default()) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(Refusal::new(
+    parse_mapping_shaped(text).map(|(map, _)| map)
+}
+
+/// A task file's mapping and where its keys stand (for `edit::apply_parsed`).
+type Parsed = (Map<String, Value>, yaml::Shape);
+
+/// `parse_mapping`, also telling where the mapping's keys stand.
+fn parse_mapping_shaped(text: &str) -> Result<Parsed, Refusal> {
+    match yaml::parse_document_shaped(text, &yaml::Budget::default()) {
+        Ok((Value::Object(map), shape)) => Ok((map, shape)),
+        Ok((other, _)) => Err(Refusal::new(
             format!(
                 "the document is {}, not a mapping of keys to values",
                 task::kind_name(&other)
@@ -125,7 +133,7 @@ struct Content {
     fingerprint: Fingerprint,
     crc: u32,
     /// `None`: the bytes are not UTF-8.
-    doc: Option<Result<Map<String, Value>, Refusal>>,
+    doc: Option<Result<Parsed, Refusal>>,
 }
 
 impl Look {
@@ -166,7 +174,7 @@ fn look(
         return Look::Unsettled(at);
     } else {
         let read = fsops::read_stated_task_file(&path, &meta, max_bytes).map(|(bytes, fingerprint)| {
-            let doc = std::str::from_utf8(&bytes).ok().map(parse_mapping);
+            let doc = std::str::from_utf8(&bytes).ok().map(parse_mapping_shaped);
             Content {
                 crc: crc32c::crc32c(&bytes),
                 bytes,
@@ -281,8 +289,8 @@ impl Engine {
             );
             return Ok(None);
         };
-        let doc = match doc {
-            Ok(doc) => doc,
+        let (doc, shape) = match doc {
+            Ok(parsed) => parsed,
             Err(refusal) => {
                 // A plain write that is still going on can look broken; give it time.
                 if let Some(at) = self.recently_modified(&meta) {
@@ -296,7 +304,7 @@ impl Engine {
         if doc.contains_key("command") {
             self.apply_command_file(&file, doc);
         } else {
-            match self.intake_task(&file, doc, &content.bytes, content.fingerprint) {
+            match self.intake_task(&file, (doc, &shape), &content.bytes, content.fingerprint) {
                 Ok(taken) => {
                     self.source_cache.insert(file.rel, taken);
                 }
@@ -348,12 +356,13 @@ impl Engine {
         (age < grace).then(|| Instant::now() + (grace - age))
     }
 
-    /// Order the move of a valid new task into `assigned/<agent>/` (`doc`: `bytes` parsed).
-    /// Gives back the text the move will write, worked out while the parse is at hand.
+    /// Order the move of a valid new task into `assigned/<agent>/` (`doc`: `bytes` parsed, and
+    /// where its keys stand). Gives back the text the move will write, worked out while the
+    /// parse is at hand.
     fn intake_task(
         &mut self,
         file: &InboxFile,
-        doc: Map<String, Value>,
+        (doc, shape): (Map<String, Value>, &yaml::Shape),
         bytes: &[u8],
         fingerprint: Fingerprint,
     ) -> Result<Taken, Refusal> {
@@ -430,7 +439,7 @@ impl Engine {
         // The bytes parsed, so they are UTF-8.
         let taken = Taken {
             fingerprint,
-            edited: edited_parsed(&String::from_utf8_lossy(bytes), task.doc, &edits),
+            edited: edited_parsed(&String::from_utf8_lossy(bytes), task.doc, shape, &edits),
             edits,
         };
         self.emit(assigned);

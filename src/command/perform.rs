@@ -13,6 +13,7 @@ use crate::lifecycle::edit::{self, Edit};
 use crate::lifecycle::fsops::{self, Fingerprint};
 use crate::lifecycle::redo::{self, Rewrite};
 use crate::task::Status;
+use crate::task::yaml::Shape;
 
 /// Apply lifecycle edits to a task file's text. Edits only ever come from the daemon on files
 /// it has parsed, so a failure here means the file changed under us; the text is then kept
@@ -31,12 +32,17 @@ pub fn edited_bytes(bytes: &[u8], edits: Option<&Map<String, Value>>) -> Vec<u8>
 }
 
 /// `edited_bytes` for intake, which has just parsed `text` into `parsed` (with the task
-/// parser's default budget) and so spares the edit that parse.
-pub(super) fn edited_parsed(text: &str, parsed: Map<String, Value>, edits: &Map<String, Value>) -> String {
+/// parser's default budget, keys standing as `shape` says) and so spares the edit that parse.
+pub(super) fn edited_parsed(
+    text: &str,
+    parsed: Map<String, Value>,
+    shape: &Shape,
+    edits: &Map<String, Value>,
+) -> String {
     if edits.is_empty() {
         return text.to_owned();
     }
-    surgical_or_warn(edit::apply_parsed(text, parsed, &edit_list(edits)))
+    surgical_or_warn(edit::apply_parsed(text, parsed, shape, &edit_list(edits)))
 }
 
 fn edit_list(edits: &Map<String, Value>) -> Vec<Edit<'_>> {

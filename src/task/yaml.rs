@@ -76,13 +76,60 @@ impl std::error::Error for YamlError {}
 
 /// Parses `text`, which must hold exactly one non-null YAML document.
 pub fn parse_document(text: &str, budget: &Budget) -> Result<Value, YamlError> {
+    parse_document_shaped(text, budget).map(|(value, _)| value)
+}
+
+/// Where the keys of a document's root mapping stand, learnt while parsing it: what lets
+/// `lifecycle::edit` know its line-level edit is right without parsing its result again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// Line (1-based) and column (0-based) of each key of the root mapping, in order.
+    pub keys: Vec<(usize, usize)>,
+    /// An anchor or an alias occurs somewhere: cutting lines away could leave an alias
+    /// without its anchor.
+    pub references: bool,
+    /// What the document cost of the budget (edits must not take it over).
+    pub spent: usize,
+}
+
+/// `parse_document`, also telling where the root mapping's keys are.
+pub fn parse_document_shaped(text: &str, budget: &Budget) -> Result<(Value, Shape), YamlError> {
     // Editors on Windows often start UTF-8 files with a byte-order mark; it is not content.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut parser = Parser::new_from_str(text);
     let mut builder = Builder::new(budget);
     let mut root: Option<Value> = None;
+    let mut shape = Shape::default();
+    // Nesting level of the next node (1: an entry of the root), and nodes seen at level 1.
+    let (mut depth, mut root_nodes, mut root_is_mapping) = (0usize, 0usize, false);
     loop {
         let (event, mark) = parser.next_token().map_err(scan_error)?;
+        match &event {
+            Event::Scalar(_, _, anchor, _)
+            | Event::SequenceStart(anchor, _)
+            | Event::MappingStart(anchor, _) => {
+                shape.references |= *anchor != 0;
+                if depth == 0 {
+                    root_is_mapping = matches!(event, Event::MappingStart(..));
+                } else if depth == 1 {
+                    if root_is_mapping && root_nodes % 2 == 0 {
+                        shape.keys.push((mark.line(), mark.col()));
+                    }
+                    root_nodes += 1;
+                }
+                if !matches!(event, Event::Scalar(..)) {
+                    depth += 1;
+                }
+            }
+            Event::Alias(_) => {
+                shape.references = true;
+                if depth == 1 {
+                    root_nodes += 1;
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
         match event {
             Event::StreamEnd => break,
             Event::DocumentStart if root.is_some() => {
@@ -96,9 +143,10 @@ pub fn parse_document(text: &str, budget: &Budget) -> Result<Value, YamlError> {
             }
         }
     }
+    shape.spent = builder.spent;
     match root {
         None | Some(Value::Null) => Err(YamlError::Empty),
-        Some(value) => Ok(value),
+        Some(value) => Ok((value, shape)),
     }
 }
 

@@ -7,9 +7,10 @@
 //! statements it is given): never the log, task files or the write side's state.
 
 use std::borrow::Borrow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
+use hashbrown::HashTable;
 use rusqlite::{Connection, OptionalExtension, Statement, params};
 use serde_json::Value;
 
@@ -54,9 +55,7 @@ impl Hasher for FxHasher {
     }
 }
 
-type Map<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-
-/// A key's hash as the row maps compute it (equal for a key and its borrowed form).
+/// A key's hash (equal for a key and its borrowed form).
 fn key_hash<Q: Hash + ?Sized>(key: &Q) -> u64 {
     BuildHasherDefault::<FxHasher>::default().hash_one(key)
 }
@@ -120,22 +119,37 @@ impl<'c> Stmts<'c> {
     }
 }
 
-/// Cached rows of one table. When the projection started on an empty database, the hashes
-/// of the keys it has written are remembered, so a key neither cached nor written needs no
-/// lookup. Hashes, not keys: a rebuild writes hundreds of thousands of keys, and moving each
-/// into a set (and freeing the set at the end) cost a tenth of it. Two keys sharing a hash
-/// only cost a lookup that finds nothing; a hash is never forgotten for the same reason.
+/// Cached rows of one table, each with its key's hash: computed once per touch, it finds the
+/// slot in one probe and, when the rows are written, is what `written` remembers. When the
+/// projection started on an empty database, the hashes of the keys it has written are
+/// remembered, so a key neither cached nor written needs no lookup. Hashes, not keys: a
+/// rebuild writes hundreds of thousands of keys, and moving each into a set (and freeing the
+/// set at the end) cost a tenth of it. Two keys sharing a hash only cost a lookup that finds
+/// nothing; a hash is never forgotten for the same reason.
 struct Cache<K, T> {
-    rows: Map<K, Slot<T>>,
+    rows: HashTable<Cached<K, T>>,
     written: Option<HashSet<u64, BuildHasherDefault<FxHasher>>>,
+}
+
+struct Cached<K, T> {
+    hash: u64,
+    key: K,
+    slot: Slot<T>,
 }
 
 impl<K: Eq + Hash, T> Cache<K, T> {
     fn new(empty: bool) -> Cache<K, T> {
         Cache {
-            rows: Map::default(),
+            rows: HashTable::new(),
             written: empty.then(HashSet::default),
         }
+    }
+
+    fn cached<Q: Eq + ?Sized>(&self, hash: u64, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
+        self.rows.find(hash, |c| c.key.borrow() == key).is_some()
     }
 
     /// Could the database or the cache hold a row for `key`?
@@ -143,7 +157,8 @@ impl<K: Eq + Hash, T> Cache<K, T> {
     where
         K: Borrow<Q>,
     {
-        self.rows.contains_key(key) || self.written.as_ref().is_none_or(|w| w.contains(&key_hash(key)))
+        let hash = key_hash(key);
+        self.cached(hash, key) || self.written.as_ref().is_none_or(|w| w.contains(&hash))
     }
 
     /// The slot of `key`, loaded on first use; the key is copied only then.
@@ -155,11 +170,20 @@ impl<K: Eq + Hash, T> Cache<K, T> {
     where
         K: Borrow<Q>,
     {
-        if !self.rows.contains_key(key) {
-            let row = if self.may_exist(key) { load()? } else { None };
-            self.rows.insert(key.to_owned(), Slot { row, dirty: false });
+        let hash = key_hash(key);
+        if !self.cached(hash, key) {
+            let in_db = self.written.as_ref().is_none_or(|w| w.contains(&hash));
+            let row = if in_db { load()? } else { None };
+            let slot = Slot { row, dirty: false };
+            let cached = Cached {
+                hash,
+                key: key.to_owned(),
+                slot,
+            };
+            return Ok(&mut self.rows.insert_unique(hash, cached, |c| c.hash).into_mut().slot);
         }
-        Ok(self.rows.get_mut(key).expect("just inserted"))
+        let found = self.rows.find_mut(hash, |c| c.key.borrow() == key);
+        Ok(&mut found.expect("cached").slot)
     }
 
     /// The changed rows, in key order.
@@ -170,8 +194,8 @@ impl<K: Eq + Hash, T> Cache<K, T> {
         let mut out: Vec<(&K, &Option<T>)> = self
             .rows
             .iter()
-            .filter(|(_, s)| s.dirty)
-            .map(|(k, s)| (k, &s.row))
+            .filter(|c| c.slot.dirty)
+            .map(|c| (&c.key, &c.slot.row))
             .collect();
         out.sort_unstable_by(|a, b| a.0.cmp(b.0));
         out
@@ -180,12 +204,7 @@ impl<K: Eq + Hash, T> Cache<K, T> {
     /// Forget the cached rows (after they were written), remembering which exist.
     fn clear(&mut self) {
         if let Some(written) = &mut self.written {
-            written.extend(
-                self.rows
-                    .iter()
-                    .filter(|(_, s)| s.row.is_some())
-                    .map(|(k, _)| key_hash(k)),
-            );
+            written.extend(self.rows.iter().filter(|c| c.slot.row.is_some()).map(|c| c.hash));
         }
         self.rows.clear();
     }
