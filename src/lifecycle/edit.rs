@@ -523,6 +523,16 @@ fn parser_reads_back_plain(s: &str) -> bool {
 
 /// Read by the YAML core schema as a string (not a number, boolean or null)?
 fn reads_as_string(s: &str) -> bool {
+    if is_identifier(s) {
+        // A letter or `_` first: never a number (Rust's float parser takes `inf` and `nan`,
+        // but the parser's resolution asks for a digit first), so only these words are not
+        // strings. Keys and lifecycle values are nearly all identifiers.
+        return !matches!(s, "null" | "true" | "True" | "TRUE" | "false" | "False" | "FALSE");
+    }
+    resolves_to_string(s)
+}
+
+fn resolves_to_string(s: &str) -> bool {
     matches!(Yaml::from_str(s), Yaml::String(_))
 }
 
@@ -982,6 +992,17 @@ assigned_at: 2026-02-05T15:00:00Z
     }
 
     #[test]
+    fn identifiers_read_as_strings_as_the_parser_resolves_them() {
+        for word in [
+            "null", "Null", "NULL", "true", "True", "TRUE", "tRue", "false", "False", "FALSE", "inf",
+            "Infinity", "nan", "NaN", "e5", "E10", "_1", "x-1", "yes", "No", "status", "t-000001",
+        ] {
+            assert!(is_identifier(word), "{word}");
+            assert_eq!(reads_as_string(word), resolves_to_string(word), "{word}");
+        }
+    }
+
+    #[test]
     fn shortcuts_skip_only_what_the_parser_would_prove() {
         for word in [
             "true",
@@ -1013,6 +1034,7 @@ assigned_at: 2026-02-05T15:00:00Z
             s in "[A-Za-z_][A-Za-z0-9_-]{0,30}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?Z",
         ) {
             prop_assert!(is_identifier(&s) || is_timestamp(&s));
+            prop_assert_eq!(reads_as_string(&s), resolves_to_string(&s));
             if reads_as_string(&s) {
                 prop_assert!(parser_reads_back_plain(&s), "{s:?}");
                 prop_assert_eq!(key_name(&s), key_name_from_parser(&s));
