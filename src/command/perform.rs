@@ -3,6 +3,7 @@
 //! (and of each inbox file) whose source still exists unchanged.
 
 use std::collections::{BTreeSet, HashSet};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -113,8 +114,10 @@ pub(super) struct Stage {
     /// Files a rename of this stage replaces: kept alive in the trash until the sweeper frees them.
     replaced: Vec<PathBuf>,
     /// Paths the staged operations create or remove: an operation on one of them must wait
-    /// until the stage is flushed.
-    touched: HashSet<PathBuf>,
+    /// until the stage is flushed. Their bytes, not `PathBuf`s: the paths are all made the
+    /// same way (root + a relative path), and a `PathBuf` hashes component by component
+    /// (~1,000 instructions for a task file's path; a batch hashes thousands).
+    touched: HashSet<OsString>,
     /// Task files written, with the fingerprint of what the daemon wrote.
     written: Vec<(String, Fingerprint)>,
     /// Moves out of the inbox that rewrite the file in its own inode, and the batch they are
@@ -125,7 +128,12 @@ pub(super) struct Stage {
 
 impl Stage {
     fn conflicts(&self, paths: &[&PathBuf]) -> bool {
-        paths.iter().any(|p| self.touched.contains(*p))
+        paths.iter().any(|p| self.touched.contains(p.as_os_str()))
+    }
+
+    fn touch<'p>(&mut self, paths: impl IntoIterator<Item = &'p PathBuf>) {
+        self.touched
+            .extend(paths.into_iter().map(|p| p.as_os_str().to_owned()));
     }
 }
 
@@ -236,7 +244,7 @@ impl Engine {
         if let Some(file) = ev.data_str("command_file") {
             stage.removals.push(root.join(file));
         }
-        stage.touched.extend(involved.into_iter().cloned());
+        stage.touch(involved);
         Ok(())
     }
 
@@ -354,7 +362,7 @@ impl Engine {
                 let (src, dest) = (self.layout.abs(&r.src), self.layout.abs(&r.dest));
                 if fsops::inode(&src) == Some(r.ino) {
                     self.copy_into_place(&mut stage, &src, &dest, r.content.as_bytes(), r.task_id.as_ref())?;
-                    stage.touched.extend([src, dest]);
+                    stage.touch([&src, &dest]);
                     redone += 1;
                 }
             }
