@@ -240,13 +240,21 @@ fn project_log(
 /// configured first.
 pub fn connect(target: impl AsRef<Path>, flags: OpenFlags) -> rusqlite::Result<Connection> {
     configure_sqlite();
-    Connection::open_with_flags(target, flags)
+    let conn = Connection::open_with_flags(target, flags)?;
+    // Room for every statement the projection (`project::Stmts`) and the queries prepare.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
 }
+
+/// Prepared statements a connection keeps.
+const STATEMENT_CACHE: usize = 48;
 
 /// `connect` for a private in-memory database.
 fn open_in_memory() -> rusqlite::Result<Connection> {
     configure_sqlite();
-    Connection::open_in_memory()
+    let conn = Connection::open_in_memory()?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
 }
 
 /// SQLite keeps allocation statistics under one global mutex unless told not to; nothing here

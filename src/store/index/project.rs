@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
 use hashbrown::HashTable;
-use rusqlite::{Connection, OptionalExtension, Statement, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use super::read::{
@@ -60,61 +60,64 @@ fn key_hash<Q: Hash + ?Sized>(key: &Q) -> u64 {
     BuildHasherDefault::<FxHasher>::default().hash_one(key)
 }
 
-/// Every statement the projection runs, prepared once per transaction.
+/// Every statement the projection runs, taken from the connection's cache for each
+/// transaction (the daemon's batches are small: preparing them afresh cost more than
+/// applying a batch of a few events).
 pub(super) struct Stmts<'c> {
-    insert_event: Statement<'c>,
-    insert_cost: Statement<'c>,
-    insert_run_task: Statement<'c>,
-    select_task: Statement<'c>,
-    select_attempt: Statement<'c>,
-    select_run: Statement<'c>,
-    select_problem: Statement<'c>,
-    upsert_task: Statement<'c>,
-    delete_task: Statement<'c>,
-    upsert_attempt: Statement<'c>,
-    upsert_run: Statement<'c>,
-    upsert_problem: Statement<'c>,
-    delete_problem: Statement<'c>,
-    update_last_seq: Statement<'c>,
+    insert_event: CachedStatement<'c>,
+    insert_cost: CachedStatement<'c>,
+    insert_run_task: CachedStatement<'c>,
+    select_task: CachedStatement<'c>,
+    select_attempt: CachedStatement<'c>,
+    select_run: CachedStatement<'c>,
+    select_problem: CachedStatement<'c>,
+    upsert_task: CachedStatement<'c>,
+    delete_task: CachedStatement<'c>,
+    upsert_attempt: CachedStatement<'c>,
+    upsert_run: CachedStatement<'c>,
+    upsert_problem: CachedStatement<'c>,
+    delete_problem: CachedStatement<'c>,
+    update_last_seq: CachedStatement<'c>,
 }
 
 impl<'c> Stmts<'c> {
     pub(super) fn new(conn: &'c Connection) -> rusqlite::Result<Stmts<'c>> {
         Ok(Stmts {
-            insert_event: conn.prepare(
+            insert_event: conn.prepare_cached(
                 "INSERT INTO events (seq, task_id, event, offset, len, crc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?,
-            insert_cost: conn.prepare(
+            insert_cost: conn.prepare_cached(
                 "INSERT INTO costs (seq, ts, day, task_id, agent, model, attempt, cost_usd, input_tokens,
                  output_tokens, cache_creation_input_tokens, cache_read_input_tokens, num_turns)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?,
-            insert_run_task: conn.prepare(
+            insert_run_task: conn.prepare_cached(
                 "INSERT OR IGNORE INTO run_tasks (run_id, task_id, first_seq) VALUES (?1, ?2, ?3)",
             )?,
-            select_task: conn.prepare(&format!("SELECT {TASK_COLS} FROM tasks WHERE id = ?1"))?,
-            select_attempt: conn.prepare(&format!(
+            select_task: conn.prepare_cached(&format!("SELECT {TASK_COLS} FROM tasks WHERE id = ?1"))?,
+            select_attempt: conn.prepare_cached(&format!(
                 "SELECT {ATTEMPT_COLS} FROM attempts WHERE task_id = ?1 AND attempt = ?2"
             ))?,
-            select_run: conn.prepare(&format!("SELECT {RUN_COLS} FROM runs WHERE run_id = ?1"))?,
-            select_problem: conn.prepare(&format!("SELECT {PROBLEM_COLS} FROM problems WHERE path = ?1"))?,
-            upsert_task: conn.prepare(&format!(
+            select_run: conn.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE run_id = ?1"))?,
+            select_problem: conn
+                .prepare_cached(&format!("SELECT {PROBLEM_COLS} FROM problems WHERE path = ?1"))?,
+            upsert_task: conn.prepare_cached(&format!(
                 "INSERT OR REPLACE INTO tasks ({TASK_COLS}, priority_rank) VALUES \
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
             ))?,
-            delete_task: conn.prepare("DELETE FROM tasks WHERE id = ?1")?,
-            upsert_attempt: conn.prepare(&format!(
+            delete_task: conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?,
+            upsert_attempt: conn.prepare_cached(&format!(
                 "INSERT OR REPLACE INTO attempts ({ATTEMPT_COLS}) VALUES \
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
             ))?,
-            upsert_run: conn.prepare(&format!(
+            upsert_run: conn.prepare_cached(&format!(
                 "INSERT OR REPLACE INTO runs ({RUN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
             ))?,
-            upsert_problem: conn.prepare(&format!(
+            upsert_problem: conn.prepare_cached(&format!(
                 "INSERT OR REPLACE INTO problems ({PROBLEM_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
             ))?,
-            delete_problem: conn.prepare("DELETE FROM problems WHERE path = ?1")?,
-            update_last_seq: conn.prepare("UPDATE meta SET value = ?1 WHERE key = 'last_seq'")?,
+            delete_problem: conn.prepare_cached("DELETE FROM problems WHERE path = ?1")?,
+            update_last_seq: conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'last_seq'")?,
         })
     }
 }
