@@ -211,20 +211,24 @@ impl<'t> Layout<'t> {
     /// the original with the edits made, without parsing it? It does when the root is a
     /// block mapping whose every key starts a line the scan took for that key's (so each
     /// entry is exactly its lines, up to the next key), no anchor or alias could lose its
-    /// other half, each line break is one the scan splits at, the text ends in a line break
+    /// other half, no entry is removed where a block scalar could take in its blank lines, each line break is one the scan splits at, the text ends in a line break
     /// with no `...` after which new keys would go, and every value set is one whose
     /// rendering reads back as itself (`exact_rendering`) within the budget.
     fn proven_by(&self, shape: &Shape, text: &str, edits: &[Edit]) -> bool {
         let budget = Budget::default();
         let mut added = 0;
         for edit in edits {
-            if let Edit::Set(key, value) = edit {
-                match exact_rendering(value) {
+            match edit {
+                Edit::Set(key, value) => match exact_rendering(value) {
                     Some((weight, height)) if height + 2 <= budget.max_depth => {
                         added += 2 + key.len() / 64 + weight;
                     }
                     _ => return false,
-                }
+                },
+                // The blank lines after a removed entry stay, and a block scalar before it
+                // that keeps its trailing line breaks would take them in.
+                Edit::Remove(_) if shape.block_scalars => return false,
+                Edit::Remove(_) => {}
             }
         }
         let first = self.entries.first().map_or(self.body_end, |e| e.start);
@@ -934,24 +938,30 @@ assigned_at: 2026-02-05T15:00:00Z
     /// The edits a lifecycle makes, on documents built to trip a line-level edit up.
     #[test]
     fn an_edit_is_proven_by_the_parse_only_where_it_is_right() {
+        // Each with whether its layout allows the proof by construction, and whether it holds
+        // a block scalar (which rules it out for removals).
         let documents = [
-            (TASK, true),
-            ("id: x\ntitle: t\n", true),
-            ("%YAML 1.2\n---\n# c\n\nid: x\ntitle: t\n", true),
-            ("id: x\r\ntitle: t\r\n", true),
-            ("id: x\ntitle: |+\n  keep\n\n\n", true),
-            ("id: x\nlist:\n- a\n# between\n- b\ntitle: t\n", true),
-            ("id: x\ntitle: \"quoted\n  on two lines\"\nstatus: new\n", true),
+            (TASK, true, true),
+            ("id: x\ntitle: t\n", true, false),
+            ("%YAML 1.2\n---\n# c\n\nid: x\ntitle: t\n", true, false),
+            ("id: x\r\ntitle: t\r\n", true, false),
+            ("id: x\ntitle: |+\n  keep\n\n\n", true, true),
+            ("id: x\nlist:\n- a\n# between\n- b\ntitle: t\n", true, false),
+            (
+                "id: x\ntitle: \"quoted\n  on two lines\"\nstatus: new\n",
+                true,
+                false,
+            ),
             // Declined: the parse of the result decides.
-            ("id: x\ntitle: |\n  no line break at the end", false),
-            ("{\nid: x,\ntitle: t}\n", false),
-            ("--- {id: x,\ntitle: t}\n", false),
-            ("id: &a x\ntitle: *a\n", false),
-            ("status: &s new\ntitle: *s\n", false),
-            ("id: x\rtitle: t\n", false),
-            ("id: x\ntitle: t\n...\n", false),
-            ("--- !!map\nid: x\ntitle: t\n", false),
-            ("? id\n: x\ntitle: t\n", false),
+            ("id: x\ntitle: |\n  no line break at the end", false, false),
+            ("{\nid: x,\ntitle: t}\n", false, false),
+            ("--- {id: x,\ntitle: t}\n", false, false),
+            ("id: &a x\ntitle: *a\n", false, false),
+            ("status: &s new\ntitle: *s\n", false, false),
+            ("id: x\rtitle: t\n", false, false),
+            ("id: x\ntitle: t\n...\n", false, false),
+            ("--- !!map\nid: x\ntitle: t\n", false, false),
+            ("? id\n: x\ntitle: t\n", false, false),
         ];
         // Each with whether its values alone allow the proof by construction.
         let edit_sets: [(Vec<Edit>, bool); 6] = [
@@ -993,7 +1003,7 @@ assigned_at: 2026-02-05T15:00:00Z
             ),
             (vec![Edit::Set("result", json!({"cost_usd": -0.0}))], false),
         ];
-        for (text, layout_fast) in documents {
+        for (text, layout_fast, block) in documents {
             let (Value::Object(original), shape) = parse_document_shaped(text, &Budget::default()).unwrap()
             else {
                 panic!("{text:?} is not a mapping");
@@ -1001,7 +1011,12 @@ assigned_at: 2026-02-05T15:00:00Z
             for (edits, values_fast) in &edit_sets {
                 let layout = Layout::scan(text, &original);
                 let proven = layout.as_ref().is_some_and(|l| l.proven_by(&shape, text, edits));
-                assert_eq!(proven, layout_fast && *values_fast, "{text:?} {edits:?}");
+                let removes = edits.iter().any(|e| matches!(e, Edit::Remove(_)));
+                assert_eq!(
+                    proven,
+                    layout_fast && *values_fast && !(block && removes),
+                    "{text:?} {edits:?}"
+                );
                 let mut expected = original.clone();
                 for edit in edits {
                     match edit {
@@ -1029,8 +1044,10 @@ assigned_at: 2026-02-05T15:00:00Z
         .unwrap();
         assert_eq!(shape.keys, vec![(2, 0), (3, 0), (6, 0)]);
         assert!(!shape.references);
+        assert!(shape.block_scalars);
         let (_, shape) = parse_document_shaped("a: [&x 1]\nb: *x\n", &Budget::default()).unwrap();
         assert!(shape.references);
+        assert!(!shape.block_scalars);
         assert_eq!(shape.keys, vec![(1, 0), (2, 0)]);
     }
 
@@ -1075,6 +1092,33 @@ assigned_at: 2026-02-05T15:00:00Z
         }
     }
 
+    /// One top-level entry of a hand-written task file, in one of the layouts people use;
+    /// `{k}` is the key.
+    fn entry_layout() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "{k}: plain value\n",
+            "{k}: value # trailing comment\n",
+            "\"{k}\": quoted key\n",
+            "{k}: |\n  literal\n\n  kept\n",
+            "{k}: |+\n  keep\n\n\n",
+            "{k}: >-\n  folded\n  text\n",
+            "{k}: [a,\n  b, c]\n",
+            "{k}: {x: 1,\n  y: 2}\n",
+            "{k}:\n- one\n# between\n- two\n",
+            "{k}:\n  nested: map\n  deeper:\n    - 1\n",
+            "{k}: a plain\n  scalar on two lines\n",
+            "{k}: \"double\n  quoted\"\n",
+            "{k}: 'single ''quoted'''\n",
+            "{k}:\n",
+            "# a comment line\n{k}: after a comment\n",
+            "\n{k}: after a blank line\n",
+            "{k}: >+\n  folded, kept\n\n",
+            "{k}: value\n   \n\t\n",
+            "{k}: a plain\n\n  scalar with a blank line\n\n",
+            "{k}: |2-\n   indented\n",
+        ])
+    }
+
     proptest! {
         #[test]
         fn shortcuts_agree_with_the_parser(
@@ -1097,6 +1141,44 @@ assigned_at: 2026-02-05T15:00:00Z
             prop_assert!(
                 parsed.as_ref().is_ok_and(|v| same_mapping(v, &expected)),
                 "{text:?} -> {parsed:?}"
+            );
+        }
+
+        #[test]
+        fn edits_of_hand_written_layouts_parse_to_the_expected_map(
+            layouts in prop::collection::vec(entry_layout(), 1..7),
+            head in prop::sample::select(vec!["", "---\n", "# header\n\n", "%YAML 1.2\n---\n"]),
+            ops in edit_ops(),
+            pick in prop::collection::vec(any::<prop::sample::Index>(), 6),
+        ) {
+            let text: String = std::iter::once(head.to_string())
+                .chain(layouts.iter().enumerate().map(|(i, l)| l.replace("{k}", &format!("k{i}"))))
+                .collect();
+            let Ok((Value::Object(original), shape)) = parse_document_shaped(&text, &Budget::default()) else {
+                panic!("{text:?} does not parse as a mapping");
+            };
+            let keys: Vec<&String> = original.keys().collect();
+            let edits: Vec<Edit> = ops
+                .iter()
+                .zip(&pick)
+                .enumerate()
+                .map(|(i, ((set, key, value), index))| {
+                    let key = if i % 2 == 0 { index.get(&keys).as_str() } else { key.as_str() };
+                    if *set { Edit::Set(key, value.clone()) } else { Edit::Remove(key) }
+                })
+                .collect();
+            let mut expected = original.clone();
+            for edit in &edits {
+                match edit {
+                    Edit::Set(k, v) => { expected.insert((*k).to_owned(), v.clone()); }
+                    Edit::Remove(k) => { expected.shift_remove(*k); }
+                }
+            }
+            let edited = apply_parsed(&text, original.clone(), &shape, &edits);
+            let parsed = parse_document(&edited.text, &Budget::default());
+            prop_assert!(
+                parsed.as_ref().is_ok_and(|v| same_mapping(v, &expected)),
+                "{text:?} {edits:?} -> {:?} = {parsed:?}", edited.text
             );
         }
 

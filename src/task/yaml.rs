@@ -90,6 +90,10 @@ pub struct Shape {
     pub references: bool,
     /// What the document cost of the budget (edits must not take it over).
     pub spent: usize,
+    /// A literal or folded block scalar occurs: one that keeps its trailing line breaks
+    /// (`|+`) takes in the blank lines after it, so removing the entry that follows it
+    /// could change it.
+    pub block_scalars: bool,
 }
 
 /// `parse_document`, also telling where the root mapping's keys are.
@@ -109,6 +113,10 @@ pub fn parse_document_shaped(text: &str, budget: &Budget) -> Result<(Value, Shap
             | Event::SequenceStart(anchor, _)
             | Event::MappingStart(anchor, _) => {
                 shape.references |= *anchor != 0;
+                shape.block_scalars |= matches!(
+                    event,
+                    Event::Scalar(_, TScalarStyle::Literal | TScalarStyle::Folded, ..)
+                );
                 if depth == 0 {
                     root_is_mapping = matches!(event, Event::MappingStart(..));
                 } else if depth == 1 {
