@@ -20,6 +20,7 @@ use crate::command::{CommitSink, Engine};
 use crate::event::Event;
 use crate::readmodel::{self, EventLine, HandoffView, ProblemView, RunEvent, TaskView, Update, writer};
 use crate::store::index::{self, Index};
+use crate::store::logread::Located;
 
 /// How long a failed index waits before it is opened (and caught up) again.
 const INDEX_RETRY: Duration = Duration::from_secs(10);
@@ -29,7 +30,8 @@ const INDEX_RETRY: Duration = Duration::from_secs(10);
 const CHECKPOINT_WHEN_QUIET: Duration = Duration::from_millis(500);
 
 enum IndexMsg {
-    Batch(Vec<Event>),
+    /// Committed events, each with the place of its line in the log.
+    Batch(Vec<(Event, Located)>),
     Stop,
 }
 
@@ -85,7 +87,7 @@ struct Sink {
 }
 
 impl CommitSink for Sink {
-    fn committed(&mut self, events: Vec<Event>) {
+    fn committed(&mut self, events: Vec<Event>, places: Vec<Located>) {
         {
             let mut p = lock(&self.pending);
             for ev in &events {
@@ -93,7 +95,9 @@ impl CommitSink for Sink {
             }
         }
         // A stopped index thread is not an error: the next start catches up from the log.
-        let _ = self.index.send(IndexMsg::Batch(events));
+        let _ = self
+            .index
+            .send(IndexMsg::Batch(events.into_iter().zip(places).collect()));
     }
 }
 

@@ -27,6 +27,7 @@ use crate::event::Event;
 use crate::layout::Layout;
 use crate::lifecycle::trash::Trash;
 use crate::store::journal::{Journal, JournalError};
+use crate::store::logread::Located;
 
 pub use state::State;
 
@@ -65,7 +66,8 @@ pub struct FileProblem {
 /// Receives every batch once it is durable and its file operations are done — the daemon
 /// hands it on to the index and the read models. Must not block: it runs on the ack path.
 pub trait CommitSink {
-    fn committed(&mut self, events: Vec<Event>);
+    /// `places[i]`: where the line of `events[i]` is in the log.
+    fn committed(&mut self, events: Vec<Event>, places: Vec<Located>);
 }
 
 pub struct Engine {
@@ -225,7 +227,7 @@ impl Engine {
             return Ok(0);
         }
         let mut batch = std::mem::take(&mut self.batch);
-        self.journal.append(&mut batch)?;
+        let places = self.journal.append(&mut batch)?;
         let mut stage = perform::Stage::default();
         for ev in &batch {
             self.perform(ev, false, &mut stage)?;
@@ -237,7 +239,7 @@ impl Engine {
         self.source_cache.clear();
         let n = batch.len();
         if let Some(sink) = self.sink.as_mut() {
-            sink.committed(batch);
+            sink.committed(batch, places);
         }
         Ok(n)
     }

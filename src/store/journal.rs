@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::clock;
 use crate::event::{self, Event};
+use crate::store::logread::Located;
 
 pub struct Journal {
     file: File,
@@ -300,13 +301,15 @@ impl Journal {
     }
 
     /// Write stamped events (unstamped ones are stamped here) in one go and fsync. When this
-    /// returns Ok the events are durable; an error is fatal for the daemon (a failed fsync
-    /// cannot be retried safely).
-    pub fn append(&mut self, events: &mut [Event]) -> Result<(), JournalError> {
+    /// returns Ok the events are durable, at the places it returns (one per event); an error
+    /// is fatal for the daemon (a failed fsync cannot be retried safely).
+    pub fn append(&mut self, events: &mut [Event]) -> Result<Vec<Located>, JournalError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let start = self.last_line.map_or(0, |line| line.end);
         let mut buf = String::with_capacity(events.len() * 256);
+        let mut places = Vec::with_capacity(events.len());
         let mut batch = 0;
         let mut last_start = 0;
         for ev in events.iter_mut() {
@@ -318,10 +321,15 @@ impl Journal {
             }
             ev.batch = batch;
             last_start = buf.len();
-            buf.push_str(&event::encode(ev));
+            let (line, crc) = event::encode_line(ev);
+            places.push(Located {
+                offset: start + last_start as u64,
+                len: line.len() as u64,
+                crc,
+            });
+            buf.push_str(&line);
             buf.push('\n');
         }
-        let start = self.last_line.map_or(0, |line| line.end);
         self.file
             .write_all(buf.as_bytes())
             .map_err(io_err(&self.path, "append to the event log"))?;
@@ -331,7 +339,7 @@ impl Journal {
         let last = &buf.as_bytes()[last_start..buf.len() - 1];
         let seq = events.last().map_or(0, |ev| ev.seq);
         self.last_line = Some(LineAt::of(seq, start + last_start as u64, last));
-        Ok(())
+        Ok(places)
     }
 
     pub fn last_seq(&self) -> u64 {
@@ -364,6 +372,25 @@ mod tests {
             .map(|i| Event::task("task_received", &format!("t{i}")))
             .collect();
         j.append(&mut evs).unwrap();
+    }
+
+    #[test]
+    fn append_tells_where_each_line_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        append_n(&path, 2);
+        let mut j = Journal::open(&path, |_| {}).unwrap().journal;
+        let mut evs = vec![Event::new("rescan"), Event::task("task_received", "x")];
+        let places = j.append(&mut evs).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(places.len(), 2);
+        for (ev, at) in evs.iter().zip(&places) {
+            let line =
+                std::str::from_utf8(&bytes[at.offset as usize..(at.offset + at.len) as usize]).unwrap();
+            assert_eq!(event::decode(line).as_ref(), Ok(ev));
+            assert_eq!(event::claimed_crc(line), Some(at.crc));
+        }
+        assert_eq!(places[1].offset + places[1].len + 1, bytes.len() as u64);
     }
 
     #[test]

@@ -12,6 +12,28 @@ use std::path::{Path, PathBuf};
 
 use crate::event::{self, Event};
 
+/// Where an event's line is in the log, and the checksum it carries: what the index keeps of
+/// each line, and what the journal reports of each line it appends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Located {
+    pub offset: u64,
+    /// Without its newline.
+    pub len: u64,
+    pub crc: u32,
+}
+
+impl Located {
+    /// The place of `line` (without its newline), read at `offset`.
+    pub fn of(line: &str, offset: u64) -> Located {
+        Located {
+            offset,
+            len: line.len() as u64,
+            // A line the log reader decoded always carries its checksum.
+            crc: event::claimed_crc(line).unwrap_or(0),
+        }
+    }
+}
+
 /// Why the log could not be read, with the file and the operation or the damaged place.
 #[derive(Debug)]
 pub enum LogError {

@@ -20,9 +20,9 @@ use std::time::Instant;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::event::{self, Event};
+use crate::event::Event;
 use crate::layout::Layout;
-use crate::store::logread::{self, LogError, StreamEnd};
+use crate::store::logread::{self, Located, LogError, StreamEnd};
 use project::{Projector, Stmts};
 
 /// Bumped whenever the tables or the projection change; an index of another version is rebuilt.
@@ -498,10 +498,11 @@ impl Index {
         Ok(end.events)
     }
 
-    /// Apply committed events (those at or below `last_seq` are skipped) in one transaction.
-    /// A gap — events the index never saw — is filled from the log first.
-    pub fn apply(&mut self, events: &[Event]) -> Result<usize, IndexError> {
-        let Some(first) = events.iter().find(|e| e.seq > self.last_seq) else {
+    /// Apply committed events, each with the place of its line in the log as the journal
+    /// reported it (those at or below `last_seq` are skipped), in one transaction. A gap —
+    /// events the index never saw — is filled from the log first.
+    pub fn apply(&mut self, events: &[(Event, Located)]) -> Result<usize, IndexError> {
+        let Some((first, _)) = events.iter().find(|(e, _)| e.seq > self.last_seq) else {
             return Ok(0);
         };
         if first.seq != self.last_seq + 1 {
@@ -510,7 +511,7 @@ impl Index {
         self.apply_fresh(events)
     }
 
-    fn apply_fresh(&mut self, events: &[Event]) -> Result<usize, IndexError> {
+    fn apply_fresh(&mut self, events: &[(Event, Located)]) -> Result<usize, IndexError> {
         let db = self.path.clone();
         let tx = self
             .conn
@@ -528,20 +529,26 @@ impl Index {
         }
         let mut applied = 0;
         let mut offset = self.next_offset;
-        let mut last: Option<(u64, read::Located)> = None;
-        for ev in events.iter().filter(|e| e.seq > self.last_seq) {
-            // Project the line as the journal wrote it, exactly as a rebuild reads it back.
-            let line = event::encode(ev);
-            let parsed = event::decode(&line).map_err(|e| IndexError::Foreign {
-                path: db.clone(),
-                detail: format!("event {} does not read back: {e}", ev.seq),
-            })?;
-            let at = read::Located::of(&line, offset);
+        let mut last: Option<(u64, Located)> = None;
+        for (ev, at) in events.iter().filter(|(e, _)| e.seq > self.last_seq) {
+            // The log is contiguous: each line starts where the one before ended.
+            if at.offset != offset {
+                return Err(IndexError::Foreign {
+                    path: self.log.clone(),
+                    detail: format!(
+                        "event {} is at byte {}, not at byte {offset} where the index expects it",
+                        ev.seq, at.offset
+                    ),
+                });
+            }
+            // The event itself is projected, not its line read back: every `Event` reads
+            // back from its line as it was (`event::decode`, tested), so a rebuild, which
+            // projects the decoded lines, writes the same rows.
             projector
-                .apply(&mut st, &parsed, &at)
+                .apply(&mut st, ev, at)
                 .map_err(sql_err(&db, "write the projection into"))?;
-            last = Some((ev.seq, at));
-            offset += line.len() as u64 + 1;
+            last = Some((ev.seq, *at));
+            offset += at.len + 1;
             applied += 1;
         }
         // The batch is durable before it is handed over: its last line must be where the

@@ -264,24 +264,7 @@ fn file_uri(path: &Path, params: &str) -> String {
 }
 
 /// Where the index says an event's line is in the log.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct Located {
-    pub(super) offset: u64,
-    pub(super) len: u64,
-    pub(super) crc: u32,
-}
-
-impl Located {
-    /// The place of `line` (without its newline), read at `offset`.
-    pub(super) fn of(line: &str, offset: u64) -> Located {
-        Located {
-            offset,
-            len: line.len() as u64,
-            // A line the log reader decoded always carries its checksum.
-            crc: crate::event::claimed_crc(line).unwrap_or(0),
-        }
-    }
-}
+pub(super) use crate::store::logread::Located;
 
 pub(super) fn locate(conn: &Connection, path: &Path, seq: u64) -> Result<Option<Located>, IndexError> {
     conn.prepare_cached("SELECT offset, len, crc FROM events WHERE seq = ?1")

@@ -140,10 +140,11 @@ fn incremental_in_any_batches_equals_rebuild() {
         assert!(opened.rebuilt.is_some());
         let mut fresh = history();
         for batch in fresh.chunks_mut(split) {
-            journal.append(batch).unwrap();
-            index.apply(batch).unwrap();
+            let places = journal.append(batch).unwrap();
+            let placed: Vec<(Event, Located)> = batch.iter().cloned().zip(places).collect();
+            index.apply(&placed).unwrap();
             // Replays are skipped.
-            assert_eq!(index.apply(batch).unwrap(), 0);
+            assert_eq!(index.apply(&placed).unwrap(), 0);
         }
         index.close().unwrap();
         let reference = sub.join("rebuilt.sqlite");
@@ -161,7 +162,20 @@ fn a_batch_that_is_not_in_the_log_is_refused() {
     let mut stray = Event::new("rescan");
     stray.seq = 5;
     stray.ts = "2026-01-01T00:00:00.000Z".into();
-    assert!(matches!(index.apply(&[stray]), Err(IndexError::Foreign { .. })));
+    let end = std::fs::metadata(&log).unwrap().len();
+    let line = crate::event::encode(&stray);
+    // Where the next line would start, but the log does not hold it there.
+    let after_the_log = Located::of(&line, end);
+    assert!(matches!(
+        index.apply(&[(stray.clone(), after_the_log)]),
+        Err(IndexError::Foreign { .. })
+    ));
+    // Not where the next line starts.
+    let elsewhere = Located::of(&line, end + 10);
+    assert!(matches!(
+        index.apply(&[(stray, elsewhere)]),
+        Err(IndexError::Foreign { .. })
+    ));
     assert_eq!(index.last_seq(), 4);
 }
 
