@@ -30,8 +30,8 @@ const INDEX_RETRY: Duration = Duration::from_secs(10);
 const CHECKPOINT_WHEN_QUIET: Duration = Duration::from_millis(500);
 
 enum IndexMsg {
-    /// Committed events, each with the place of its line in the log.
-    Batch(Vec<(Event, Located)>),
+    /// Committed events and the places of their lines in the log, in the same order.
+    Batch(Vec<Event>, Vec<Located>),
     Stop,
 }
 
@@ -95,9 +95,7 @@ impl CommitSink for Sink {
             }
         }
         // A stopped index thread is not an error: the next start catches up from the log.
-        let _ = self
-            .index
-            .send(IndexMsg::Batch(events.into_iter().zip(places).collect()));
+        let _ = self.index.send(IndexMsg::Batch(events, places));
     }
 }
 
@@ -292,7 +290,7 @@ fn index_thread(db: &Path, log: &Path, rx: &Receiver<IndexMsg>) {
     // open had already taken in.
     let mut to_checkpoint = index.is_some();
     loop {
-        let mut batch = Vec::new();
+        let (mut events, mut places) = (Vec::new(), Vec::new());
         let mut stop = false;
         let first = if to_checkpoint {
             match rx.recv_timeout(CHECKPOINT_WHEN_QUIET) {
@@ -314,12 +312,15 @@ fn index_thread(db: &Path, log: &Path, rx: &Receiver<IndexMsg>) {
             rx.recv().map_err(|_| ())
         };
         match first {
-            Ok(IndexMsg::Batch(b)) => batch = b,
+            Ok(IndexMsg::Batch(e, p)) => (events, places) = (e, p),
             Ok(IndexMsg::Stop) | Err(()) => stop = true,
         }
         while !stop {
             match rx.try_recv() {
-                Ok(IndexMsg::Batch(b)) => batch.extend(b),
+                Ok(IndexMsg::Batch(e, p)) => {
+                    events.extend(e);
+                    places.extend(p);
+                }
                 Ok(IndexMsg::Stop) | Err(TryRecvError::Disconnected) => stop = true,
                 Err(TryRecvError::Empty) => break,
             }
@@ -336,7 +337,7 @@ fn index_thread(db: &Path, log: &Path, rx: &Receiver<IndexMsg>) {
             retry_at = Instant::now() + INDEX_RETRY;
         }
         if let Some(ix) = index.as_mut() {
-            match ix.apply(&batch) {
+            match ix.apply(&events, &places) {
                 Ok(_) => to_checkpoint = true,
                 Err(e) => {
                     tracing::error!("index not updated, reopening it later: {e}");

@@ -777,7 +777,7 @@ fn timed_drop(
     let inbox = collab(root, "inbox");
     // Progress is counted from inotify events, not by listing the folders: listing 10,000
     // entries every few milliseconds took a core and the folders' locks from the daemon.
-    let ino = inotify()?;
+    let mut ino = inotify()?;
     mkdirs(&[dest])?;
     let wd_dest = watch(&ino, dest, libc::IN_MOVED_TO)?;
     let wd_inbox = watch(&ino, &inbox, libc::IN_MOVED_FROM | libc::IN_DELETE)?;
@@ -809,7 +809,7 @@ fn timed_drop(
         }
         // Let events gather: waking for each one would take the daemon's cores as well.
         std::thread::sleep(Duration::from_millis(5));
-        for (wd, name) in events(&ino, Duration::from_millis(100))? {
+        for (wd, name) in events(&mut ino, Duration::from_millis(100))? {
             let Some(name) = expected.get(name.as_str()).copied() else {
                 overflowed |= wd == -1;
                 continue;
@@ -1373,7 +1373,7 @@ impl Bench {
         let (stage_dir, inbox) = (root.join("stage"), collab(&root, "inbox"));
         let (assigned, done) = (collab(&root, "assigned/lat"), collab(&root, "done/lat"));
         mkdirs(&[&markers, &stage_dir, &assigned, &done])?;
-        let ino = inotify()?;
+        let mut ino = inotify()?;
         let wd_assigned = watch(&ino, &assigned, libc::IN_MOVED_TO)?;
         let wd_done = watch(&ino, &done, libc::IN_MOVED_TO)?;
         let wd_marker = watch(&ino, &markers, libc::IN_CREATE)?;
@@ -1393,7 +1393,7 @@ impl Bench {
                 if left.is_zero() {
                     return Err(format!("task {id} was not done 30 s after its drop"));
                 }
-                for (wd, file) in events(&ino, left)? {
+                for (wd, file) in events(&mut ino, left)? {
                     let at = t0.elapsed().as_secs_f64() * 1e3;
                     if wd == wd_assigned && file == name && a.is_none() {
                         a = Some(at);
@@ -1464,7 +1464,7 @@ impl Bench {
             dir.join("trash"),
         );
         mkdirs(&[&stage_dir, &inbox, &dest, &markers, &trash])?;
-        let ino = inotify()?;
+        let mut ino = inotify()?;
         watch(&ino, &markers, libc::IN_CREATE)?;
         let mut log = append_log(&dir)?;
         let (mut a, mut c) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -1490,7 +1490,7 @@ impl Bench {
                     .spawn()
                     .map_err(io("cannot run touch"))?,
             );
-            while !events(&ino, Duration::from_secs(10))?
+            while !events(&mut ino, Duration::from_secs(10))?
                 .iter()
                 .any(|(_, f)| *f == id)
             {
@@ -2317,7 +2317,7 @@ fn inotify() -> Res<Inotify> {
 }
 
 /// The events (watch, file name) that arrive within `timeout`; empty when none did.
-fn events(ino: &Inotify, timeout: Duration) -> Res<Vec<(i32, String)>> {
+fn events(ino: &mut Inotify, timeout: Duration) -> Res<Vec<(i32, String)>> {
     Ok(ino
         .read_within(timeout)
         .map_err(|e| format!("inotify read: {e}"))?

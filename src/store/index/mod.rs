@@ -498,20 +498,26 @@ impl Index {
         Ok(end.events)
     }
 
-    /// Apply committed events, each with the place of its line in the log as the journal
-    /// reported it (those at or below `last_seq` are skipped), in one transaction. A gap —
+    /// Apply committed events, `places[i]` being where the journal wrote the line of
+    /// `events[i]` (those at or below `last_seq` are skipped), in one transaction. A gap —
     /// events the index never saw — is filled from the log first.
-    pub fn apply(&mut self, events: &[(Event, Located)]) -> Result<usize, IndexError> {
-        let Some((first, _)) = events.iter().find(|(e, _)| e.seq > self.last_seq) else {
+    pub fn apply(&mut self, events: &[Event], places: &[Located]) -> Result<usize, IndexError> {
+        let Some(first) = events.iter().find(|e| e.seq > self.last_seq) else {
             return Ok(0);
         };
         if first.seq != self.last_seq + 1 {
             self.catch_up()?;
         }
-        self.apply_fresh(events)
+        self.apply_fresh(events, places)
     }
 
-    fn apply_fresh(&mut self, events: &[(Event, Located)]) -> Result<usize, IndexError> {
+    fn apply_fresh(&mut self, events: &[Event], places: &[Located]) -> Result<usize, IndexError> {
+        if events.len() != places.len() {
+            return Err(IndexError::Foreign {
+                path: self.log.clone(),
+                detail: format!("{} events handed over with {} places", events.len(), places.len()),
+            });
+        }
         let db = self.path.clone();
         let tx = self
             .conn
@@ -530,7 +536,7 @@ impl Index {
         let mut applied = 0;
         let mut offset = self.next_offset;
         let mut last: Option<(u64, Located)> = None;
-        for (ev, at) in events.iter().filter(|(e, _)| e.seq > self.last_seq) {
+        for (ev, at) in events.iter().zip(places).filter(|(e, _)| e.seq > self.last_seq) {
             // The log is contiguous: each line starts where the one before ended.
             if at.offset != offset {
                 return Err(IndexError::Foreign {

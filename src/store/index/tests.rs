@@ -141,10 +141,9 @@ fn incremental_in_any_batches_equals_rebuild() {
         let mut fresh = history();
         for batch in fresh.chunks_mut(split) {
             let places = journal.append(batch).unwrap();
-            let placed: Vec<(Event, Located)> = batch.iter().cloned().zip(places).collect();
-            index.apply(&placed).unwrap();
+            index.apply(batch, &places).unwrap();
             // Replays are skipped.
-            assert_eq!(index.apply(&placed).unwrap(), 0);
+            assert_eq!(index.apply(batch, &places).unwrap(), 0);
         }
         index.close().unwrap();
         let reference = sub.join("rebuilt.sqlite");
@@ -167,13 +166,18 @@ fn a_batch_that_is_not_in_the_log_is_refused() {
     // Where the next line would start, but the log does not hold it there.
     let after_the_log = Located::of(&line, end);
     assert!(matches!(
-        index.apply(&[(stray.clone(), after_the_log)]),
+        index.apply(std::slice::from_ref(&stray), &[after_the_log]),
+        Err(IndexError::Foreign { .. })
+    ));
+    // Not told where its line is.
+    assert!(matches!(
+        index.apply(std::slice::from_ref(&stray), &[]),
         Err(IndexError::Foreign { .. })
     ));
     // Not where the next line starts.
     let elsewhere = Located::of(&line, end + 10);
     assert!(matches!(
-        index.apply(&[(stray, elsewhere)]),
+        index.apply(&[stray], &[elsewhere]),
         Err(IndexError::Foreign { .. })
     ));
     assert_eq!(index.last_seq(), 4);
