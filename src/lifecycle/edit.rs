@@ -75,17 +75,7 @@ pub fn apply_parsed(text: &str, original: Map<String, Value>, shape: &Shape, edi
         };
     }
     let layout = Layout::scan(text, &original);
-    let mut expected = original;
-    for edit in edits {
-        match edit {
-            Edit::Set(key, value) => {
-                expected.insert((*key).to_owned(), value.clone());
-            }
-            Edit::Remove(key) => {
-                expected.shift_remove(*key);
-            }
-        }
-    }
+    let expected = edited_map(original, edits);
     // The line scan is a heuristic; only the parser's word lets its result through: where
     // it found the keys, when that settles it (`Layout::proven_by`; an empty result is no
     // mapping), else a parse of the result that yields exactly the expected mapping.
@@ -104,6 +94,21 @@ pub fn apply_parsed(text: &str, original: Map<String, Value>, shape: &Shape, edi
         text: render_document(&expected),
         surgical: false,
     }
+}
+
+/// The mapping `edits` make of `map`: what an edited document must read as.
+fn edited_map(mut map: Map<String, Value>, edits: &[Edit]) -> Map<String, Value> {
+    for edit in edits {
+        match edit {
+            Edit::Set(key, value) => {
+                map.insert((*key).to_owned(), value.clone());
+            }
+            Edit::Remove(key) => {
+                map.shift_remove(*key);
+            }
+        }
+    }
+    map
 }
 
 /// Render one top-level `key: value` entry as block YAML text ending in '\n' (used for new keys).
@@ -211,9 +216,10 @@ impl<'t> Layout<'t> {
     /// the original with the edits made, without parsing it? It does when the root is a
     /// block mapping whose every key starts a line the scan took for that key's (so each
     /// entry is exactly its lines, up to the next key), no anchor or alias could lose its
-    /// other half, no entry is removed where a block scalar could take in its blank lines, each line break is one the scan splits at, the text ends in a line break
-    /// with no `...` after which new keys would go, and every value set is one whose
-    /// rendering reads back as itself (`exact_rendering`) within the budget.
+    /// other half, no entry is removed where a block scalar could take in its blank lines,
+    /// each line break is one the scan splits at, the text ends in a line break with no `...`
+    /// after which new keys would go, and every value set is one whose rendering reads back
+    /// as itself (`exact_rendering`) within the budget.
     fn proven_by(&self, shape: &Shape, text: &str, edits: &[Edit]) -> bool {
         let budget = Budget::default();
         let mut added = 0;
@@ -1017,13 +1023,7 @@ assigned_at: 2026-02-05T15:00:00Z
                     layout_fast && *values_fast && !(block && removes),
                     "{text:?} {edits:?}"
                 );
-                let mut expected = original.clone();
-                for edit in edits {
-                    match edit {
-                        Edit::Set(k, v) => expected.insert((*k).to_owned(), v.clone()),
-                        Edit::Remove(k) => expected.shift_remove(*k),
-                    };
-                }
+                let expected = edited_map(original.clone(), edits);
                 let edited = apply_parsed(text, original.clone(), &shape, edits);
                 let parsed = parse_document(&edited.text, &Budget::default());
                 assert!(
@@ -1049,6 +1049,31 @@ assigned_at: 2026-02-05T15:00:00Z
         assert!(shape.references);
         assert!(!shape.block_scalars);
         assert_eq!(shape.keys, vec![(1, 0), (2, 0)]);
+    }
+
+    /// The edits `ops` ask for (set or remove, key, value); every other one targets an existing
+    /// key (`pick` among `keys`), so updates and removals happen.
+    fn edits_of<'a>(
+        ops: &'a [(bool, String, Value)],
+        pick: &[prop::sample::Index],
+        keys: &[&'a String],
+    ) -> Vec<Edit<'a>> {
+        ops.iter()
+            .zip(pick)
+            .enumerate()
+            .map(|(i, ((set, key, value), index))| {
+                let key = if i % 2 == 0 {
+                    index.get(keys).as_str()
+                } else {
+                    key.as_str()
+                };
+                if *set {
+                    Edit::Set(key, value.clone())
+                } else {
+                    Edit::Remove(key)
+                }
+            })
+            .collect()
     }
 
     fn edit_ops() -> impl Strategy<Value = Vec<(bool, String, Value)>> {
@@ -1158,22 +1183,8 @@ assigned_at: 2026-02-05T15:00:00Z
                 panic!("{text:?} does not parse as a mapping");
             };
             let keys: Vec<&String> = original.keys().collect();
-            let edits: Vec<Edit> = ops
-                .iter()
-                .zip(&pick)
-                .enumerate()
-                .map(|(i, ((set, key, value), index))| {
-                    let key = if i % 2 == 0 { index.get(&keys).as_str() } else { key.as_str() };
-                    if *set { Edit::Set(key, value.clone()) } else { Edit::Remove(key) }
-                })
-                .collect();
-            let mut expected = original.clone();
-            for edit in &edits {
-                match edit {
-                    Edit::Set(k, v) => { expected.insert((*k).to_owned(), v.clone()); }
-                    Edit::Remove(k) => { expected.shift_remove(*k); }
-                }
-            }
+            let edits = edits_of(&ops, &pick, &keys);
+            let expected = edited_map(original.clone(), &edits);
             let edited = apply_parsed(&text, original.clone(), &shape, &edits);
             let parsed = parse_document(&edited.text, &Budget::default());
             prop_assert!(
@@ -1191,23 +1202,8 @@ assigned_at: 2026-02-05T15:00:00Z
             let original: Map<String, Value> = pairs.into_iter().collect();
             let text = render_document(&original);
             let keys: Vec<&String> = original.keys().collect();
-            // Half the edits target existing keys, so updates and removals happen.
-            let edits: Vec<Edit> = ops
-                .iter()
-                .zip(&pick)
-                .enumerate()
-                .map(|(i, ((set, key, value), index))| {
-                    let key = if i % 2 == 0 { index.get(&keys).as_str() } else { key.as_str() };
-                    if *set { Edit::Set(key, value.clone()) } else { Edit::Remove(key) }
-                })
-                .collect();
-            let mut expected = original.clone();
-            for edit in &edits {
-                match edit {
-                    Edit::Set(k, v) => { expected.insert((*k).to_owned(), v.clone()); }
-                    Edit::Remove(k) => { expected.shift_remove(*k); }
-                }
-            }
+            let edits = edits_of(&ops, &pick, &keys);
+            let expected = edited_map(original.clone(), &edits);
             let edited = apply(&text, &edits).unwrap();
             let parsed = parse_document(&edited.text, &Budget::default());
             prop_assert!(
