@@ -167,7 +167,7 @@ fn project_log(
 ) -> Result<StreamEnd, IndexError> {
     // Only the place of each line crosses over, not the line: its length and checksum are
     // all the projection keeps of it.
-    type Chunk = Vec<(Event, read::Located)>;
+    type Chunk = Vec<(Event, Located)>;
     let tx = conn
         .transaction()
         .map_err(sql_err(db, "begin a transaction on"))?;
@@ -179,7 +179,7 @@ fn project_log(
         .spawn(move || {
             let mut chunk: Chunk = Vec::with_capacity(CHUNK);
             let end = logread::stream(&log_path, after, |ev, line, at| {
-                chunk.push((ev, read::Located::of(line, at)));
+                chunk.push((ev, Located::of(line, at)));
                 if chunk.len() == CHUNK {
                     // Chunks come back to be dropped here: memory is freed by the thread
                     // that allocated it.

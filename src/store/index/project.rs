@@ -15,10 +15,11 @@ use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use super::read::{
-    ATTEMPT_COLS, AttemptRow, Located, PROBLEM_COLS, ProblemRow, RUN_COLS, RunRow, TASK_COLS, TaskRow,
+    ATTEMPT_COLS, AttemptRow, PROBLEM_COLS, ProblemRow, RUN_COLS, RunRow, TASK_COLS, TaskRow,
     attempt_from_row, problem_from_row, run_from_row, task_from_row,
 };
 use crate::event::Event;
+use crate::store::logread::Located;
 use crate::task::{Priority, Status};
 
 /// A cached row: `None` = no such row (or deleted).
@@ -155,13 +156,18 @@ impl<K: Eq + Hash, T> Cache<K, T> {
         self.rows.find(hash, |c| c.key.borrow() == key).is_some()
     }
 
+    /// Could the database hold a row for a key of this hash?
+    fn maybe_in_db(&self, hash: u64) -> bool {
+        self.written.as_ref().is_none_or(|w| w.contains(&hash))
+    }
+
     /// Could the database or the cache hold a row for `key`?
     fn may_exist<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,
     {
         let hash = key_hash(key);
-        self.cached(hash, key) || self.written.as_ref().is_none_or(|w| w.contains(&hash))
+        self.cached(hash, key) || self.maybe_in_db(hash)
     }
 
     /// The slot of `key`, loaded on first use; the key is copied only then.
@@ -175,8 +181,7 @@ impl<K: Eq + Hash, T> Cache<K, T> {
     {
         let hash = key_hash(key);
         if !self.cached(hash, key) {
-            let in_db = self.written.as_ref().is_none_or(|w| w.contains(&hash));
-            let row = if in_db { load()? } else { None };
+            let row = if self.maybe_in_db(hash) { load()? } else { None };
             let slot = Slot { row, dirty: false };
             let cached = Cached {
                 hash,

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 pub use super::{IndexError, db_path};
 use super::{SCHEMA_VERSION, TABLE_KEYS, sql_err};
-use crate::store::logread::StreamEnd;
+use crate::store::logread::{Located, StreamEnd};
 
 /// A task's current state as the log describes it (SPEC section 5 fields first).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -262,9 +262,6 @@ fn file_uri(path: &Path, params: &str) -> String {
     out.push_str(params);
     out
 }
-
-/// Where the index says an event's line is in the log.
-pub(super) use crate::store::logread::Located;
 
 pub(super) fn locate(conn: &Connection, path: &Path, seq: u64) -> Result<Option<Located>, IndexError> {
     conn.prepare_cached("SELECT offset, len, crc FROM events WHERE seq = ?1")
