@@ -181,6 +181,7 @@ pub fn decode(line: &str) -> Result<Event, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn round_trips_and_detects_damage() {
@@ -210,8 +211,6 @@ mod tests {
         )]));
         assert_eq!(decode(&encode(&e)), Ok(e));
     }
-
-    use proptest::prelude::*;
 
     fn json_value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![

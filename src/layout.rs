@@ -90,8 +90,9 @@ impl Layout {
     /// Root-relative form of a path under the root, with `/` separators (as logged).
     pub fn rel(&self, path: &Path) -> String {
         // The paths the daemon meets are the root joined with names: their bytes start with
-        // the root's and a separator. Comparing bytes is ~30× cheaper than `strip_prefix`,
-        // which compares component by component (called for every watcher hint).
+        // the root's and a separator. `strip_prefix` compares component by component, ~3,000
+        // instructions for a task file's path; this, ~400 with the `String` (once per
+        // watcher hint, among others).
         let (root, bytes) = (self.root.as_os_str().as_bytes(), path.as_os_str().as_bytes());
         if let Some(rest) = bytes.strip_prefix(root).and_then(|r| r.strip_prefix(b"/"))
             && !root.is_empty()

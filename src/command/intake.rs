@@ -304,7 +304,7 @@ impl Engine {
         if doc.contains_key("command") {
             self.apply_command_file(&file, doc);
         } else {
-            match self.intake_task(&file, (doc, &shape), &content.bytes, content.fingerprint) {
+            match self.intake_task(&file, doc, &shape, &content.bytes, content.fingerprint) {
                 Ok(taken) => {
                     self.source_cache.insert(file.rel, taken);
                 }
@@ -362,7 +362,8 @@ impl Engine {
     fn intake_task(
         &mut self,
         file: &InboxFile,
-        (doc, shape): (Map<String, Value>, &yaml::Shape),
+        doc: Map<String, Value>,
+        shape: &yaml::Shape,
         bytes: &[u8],
         fingerprint: Fingerprint,
     ) -> Result<Taken, Refusal> {
