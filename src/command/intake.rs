@@ -356,9 +356,9 @@ impl Engine {
         (age < grace).then(|| Instant::now() + (grace - age))
     }
 
-    /// Order the move of a valid new task into `assigned/<agent>/` (`doc`: `bytes` parsed, and
-    /// where its keys stand). Gives back the text the move will write, worked out while the
-    /// parse is at hand.
+    /// Order the move of a valid new task into `assigned/<agent>/` (`doc`: `bytes` parsed;
+    /// `shape`: where its keys stand). Gives back the text the move will write, worked out
+    /// while the parse is at hand.
     fn intake_task(
         &mut self,
         file: &InboxFile,
