@@ -53,24 +53,21 @@ impl Root {
     }
 
     /// Drop a file into the inbox the way careful writers do: write a dot-file, rename in.
+    /// Drop a task as a finished writer does: written elsewhere, renamed in. Its modification
+    /// time is set a minute back, so a daemon started after the drop finds it settled (there
+    /// was no rename for it to see): files dropped together are all taken in its first round,
+    /// however long writing them took, and never split by `settle_ms` on a loaded machine.
     pub fn drop_task(&self, name: &str, content: &str) {
         let tmp = self.collab(&format!("inbox/.{name}.partial"));
         std::fs::write(&tmp, content).unwrap();
-        std::fs::rename(&tmp, self.collab(&format!("inbox/{name}"))).unwrap();
-    }
-
-    /// Date every file in the inbox back by a minute: files dropped before the daemon starts
-    /// are then all settled at its first look, however long writing them took (on a loaded
-    /// machine, longer than `settle_ms`, which would leave the last ones for a later round).
-    pub fn settle_inbox(&self) {
         let long_ago = std::time::SystemTime::now() - Duration::from_secs(60);
-        for entry in std::fs::read_dir(self.collab("inbox")).unwrap() {
-            let file = std::fs::File::options()
-                .write(true)
-                .open(entry.unwrap().path())
-                .unwrap();
-            file.set_modified(long_ago).unwrap();
-        }
+        std::fs::File::options()
+            .write(true)
+            .open(&tmp)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        std::fs::rename(&tmp, self.collab(&format!("inbox/{name}"))).unwrap();
     }
 
     pub fn cmd(&self, args: &[&str]) -> Output {
