@@ -483,3 +483,51 @@ fn a_drop_of_large_files_is_taken_in_bounded_batches() {
         body.len()
     );
 }
+
+/// A rejection never takes a name another rejection (of the same batch, or earlier) holds or
+/// will write its reason to: here a file named like another's reason sidecar, rejected with
+/// it, and an earlier rejected file named like the sidecar a later rejection would write.
+#[test]
+fn rejections_never_overwrite_each_other_or_their_reasons() {
+    let root = Root::new("agents:\n  bot: {}\n");
+    let broken = "agent: bot\ntitle: [unclosed\n";
+    let no_agent = "title: no agent\n";
+    // Already in rejected/: a file that happens to be named `late.yaml.reason.yaml`.
+    std::fs::write(
+        root.collab("rejected/late.yaml.reason.yaml"),
+        "an earlier rejected file\n",
+    )
+    .unwrap();
+    root.drop_task("early.yaml", broken);
+    root.drop_task("early.yaml.reason.yaml", no_agent);
+    root.drop_task("late.yaml", broken);
+    root.run_once_ok();
+    let rejected = root.events_named("task_rejected");
+    assert_eq!(rejected.len(), 3, "{rejected:?}");
+    let mut names: Vec<&str> = rejected.iter().map(|e| e["path"].as_str().unwrap()).collect();
+    names.sort();
+    // Every rejected file kept byte for byte under its own name, each with its own reason.
+    for (ev, original) in rejected.iter().zip([broken, no_agent, broken]) {
+        let path = ev["path"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("work/collaboration/");
+        assert_eq!(
+            root.read(path),
+            original,
+            "{path} kept as dropped; files: {:?}",
+            root.files()
+        );
+        let reason = root.read(&format!("{path}.reason.yaml"));
+        assert!(reason.contains("what_to_do"), "{path}'s own reason: {reason}");
+        assert!(
+            reason.contains(&format!("event_seq: {}", ev["seq"])),
+            "{path}: {reason}"
+        );
+    }
+    assert_eq!(
+        root.read("rejected/late.yaml.reason.yaml"),
+        "an earlier rejected file\n",
+        "a file already in rejected/ is never overwritten; names: {names:?}"
+    );
+}

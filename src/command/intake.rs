@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Map, Value, json};
 
-use super::perform::{Taken, edited_parsed};
+use super::perform::{Taken, edited_parsed, sidecar_of};
 use super::state::task_meta;
 use super::{Engine, Fatal};
 use crate::clock;
@@ -499,7 +499,16 @@ impl Engine {
         command: Option<Map<String, Value>>,
     ) {
         self.inbox_hints.remove(&file.rel);
-        let dest = fsops::free_name(&self.layout.rejected(), &file.name);
+        // Neither the file's new name nor its sidecar's may be taken: by a file already there,
+        // or by a rejection decided but not carried out yet (the same batch's).
+        let claimed = &self.claimed;
+        let taken = |p: &Path| {
+            let sidecar = sidecar_of(p);
+            claimed.contains(p) || claimed.contains(&sidecar) || fs::symlink_metadata(&sidecar).is_ok()
+        };
+        let dest = fsops::free_name(&self.layout.rejected(), &file.name, taken);
+        self.claimed.insert(sidecar_of(&dest));
+        self.claimed.insert(dest.clone());
         let mut ev = Event::new(name);
         ev.command = command;
         ev.op = Some("reject".into());

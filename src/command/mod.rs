@@ -18,7 +18,8 @@ pub mod scan;
 pub mod snapshot;
 pub mod state;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use crate::audit::Backlog;
@@ -102,6 +103,9 @@ pub struct Engine {
     source_cache: HashMap<String, perform::Taken>,
     /// Where removed and replaced files go, so that freeing them never waits on the ack path.
     trash: Trash,
+    /// Names in `rejected/` that rejections decided but not carried out yet will take (the
+    /// file's and its reason sidecar's), so that no later rejection picks one of them too.
+    claimed: HashSet<PathBuf>,
     /// The seq of the last event the saved snapshot includes.
     snapshot_seq: Option<u64>,
 }
@@ -205,6 +209,7 @@ impl Engine {
             sink: None,
             source_cache: HashMap::new(),
             trash,
+            claimed: HashSet::new(),
             snapshot_seq: None,
         };
         let mut engine = engine;
@@ -237,6 +242,7 @@ impl Engine {
         }
         self.flush(&mut stage)?;
         self.source_cache.clear();
+        self.claimed.clear();
         let n = batch.len();
         if let Some(sink) = self.sink.as_mut() {
             sink.committed(batch, places);

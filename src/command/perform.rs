@@ -102,6 +102,13 @@ pub fn reason_text(ev: &Event) -> String {
     out
 }
 
+/// Where the reason for rejecting a file moved to `dest` is written.
+pub fn sidecar_of(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_owned();
+    name.push(".reason.yaml");
+    dest.with_file_name(name)
+}
+
 /// The file operations of one batch, staged so that the batch costs one data sync and one
 /// fsync per directory, while every destination is durable before any source is removed.
 #[derive(Default)]
@@ -222,10 +229,7 @@ impl Engine {
                 }
             }
             (Some("reject"), Some(src), Some(dest)) => {
-                let sidecar = dest.with_file_name(format!(
-                    "{}.reason.yaml",
-                    dest.file_name().unwrap_or_default().to_string_lossy()
-                ));
+                let sidecar = sidecar_of(dest);
                 let (tmp, _) = self.trash.create_temp(&sidecar, reason_text(ev).as_bytes())?;
                 stage.temps.push(tmp.clone());
                 stage.renames.push((tmp, sidecar));

@@ -281,15 +281,12 @@ pub fn inode(path: &Path) -> Option<u64> {
     fs::symlink_metadata(path).ok().map(|m| m.ino())
 }
 
-/// A name in `dir` that does not exist yet: `name`, else `name.1`, `name.2`, …
-pub fn free_name(dir: &Path, name: &str) -> PathBuf {
-    let first = dir.join(name);
-    if fs::symlink_metadata(&first).is_err() {
-        return first;
-    }
-    (1..)
-        .map(|n| dir.join(format!("{name}.{n}")))
-        .find(|p| fs::symlink_metadata(p).is_err())
+/// A name in `dir` that does not exist and that `taken` does not rule out: `name`, else
+/// `name.1`, `name.2`, …
+pub fn free_name(dir: &Path, name: &str, taken: impl Fn(&Path) -> bool) -> PathBuf {
+    std::iter::once(dir.join(name))
+        .chain((1..).map(|n| dir.join(format!("{name}.{n}"))))
+        .find(|p| !taken(p) && fs::symlink_metadata(p).is_err())
         .expect("some suffix is free")
 }
 
@@ -330,7 +327,10 @@ mod tests {
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(free_name(dir.path(), "x.yaml"), dir.path().join("x.yaml.1"));
+        assert_eq!(
+            free_name(dir.path(), "x.yaml", |_| false),
+            dir.path().join("x.yaml.1")
+        );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp files left");
     }
 
