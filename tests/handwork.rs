@@ -183,3 +183,49 @@ fn edits_made_while_the_daemon_was_down_are_applied_at_start() {
         .collect();
     assert_eq!(new, ["daemon_started", "daemon_stopped"]);
 }
+
+/// A second file with a task's id in the folder the task moves to (a teammate's copy, a merge's
+/// leftover) is reported and left alone; when the task does move there, that file is set
+/// aside into `rejected/` byte for byte with a reason, never overwritten.
+#[test]
+fn a_move_sets_aside_a_file_in_its_way_rather_than_overwrite_it() {
+    let root = Root::new("agents:\n  human: {}\n");
+    root.drop_task("t-1.yaml", "id: t-1\nagent: human\ntitle: the task\n");
+    root.run_once_ok();
+    assert!(root.exists("assigned/human/t-1.yaml"));
+    let stray = "id: t-1\nagent: human\ntitle: a teammate's copy\nstatus: error\n";
+    std::fs::create_dir_all(root.collab("error/human")).unwrap();
+    std::fs::write(root.collab("error/human/t-1.yaml"), stray).unwrap();
+    root.run_once_ok();
+    let status = root.cmd(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("duplicate_id"),
+        "the copy is reported first: {}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    assert!(root.cmd(&["cancel", "t-1"]).status.success());
+    root.run_once_ok();
+    assert!(
+        root.read("error/human/t-1.yaml").contains("title: the task"),
+        "the task's own file moved into place"
+    );
+    assert_eq!(root.read("rejected/t-1.yaml"), stray, "the copy, byte for byte");
+    let reason = root.read("rejected/t-1.yaml.reason.yaml");
+    assert!(
+        reason.contains("error/human/t-1.yaml") && reason.contains("what_to_do"),
+        "{reason}"
+    );
+    // The problem recorded for the copy is gone with it, from the index too.
+    let status = root.cmd(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("problems: none"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    let check = root.cmd(&["check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}

@@ -53,7 +53,8 @@ impl From<task::Invalid> for Refusal {
     }
 }
 
-/// A file read from the inbox, with the identity recovery needs.
+/// A file to move to `rejected/` unchanged (an inbox file, or one in a task's way), with the
+/// identity recovery needs.
 pub struct InboxFile {
     pub rel: String,
     pub name: String,
@@ -485,7 +486,53 @@ impl Engine {
             .expect("a free suffix exists")
     }
 
-    /// Order the move of an inbox file to `rejected/`, unchanged, with a reason sidecar.
+    /// A move never replaces a file: one standing where a task moves to (a second file with
+    /// the task's id — a teammate's copy, a merge's leftover — that the scan reported and left
+    /// alone) goes to `rejected/` first, unchanged, with a reason. Intake's own moves are not
+    /// looked at here: intake refuses an inbox file whose destination is taken.
+    pub(super) fn set_aside_what_is_in_the_way(&mut self, ev: &Event) {
+        let (Some("move"), Some(src), Some(dest)) = (ev.op.as_deref(), &ev.src, &ev.path) else {
+            return;
+        };
+        if src == dest || src.starts_with("work/collaboration/inbox/") {
+            return;
+        }
+        // A file this batch moves away, or one it already set aside, is not in the way.
+        if self
+            .batch
+            .iter()
+            .any(|p| p.src.as_ref() == Some(dest) || p.path.as_ref() == Some(dest))
+        {
+            return;
+        }
+        let Ok(meta) = fs::symlink_metadata(self.layout.abs(dest)) else {
+            return;
+        };
+        let name = dest.rsplit('/').next().unwrap_or_default().to_string();
+        let (ino, crc) = self.identity(dest);
+        let file = InboxFile {
+            rel: dest.clone(),
+            name,
+            ino: ino.unwrap_or(meta.ino()),
+            crc,
+        };
+        let id = ev.task_id.as_deref().unwrap_or_default();
+        self.file_problems.remove(dest);
+        self.reject(
+            &file,
+            Refusal::new(
+                format!(
+                    "a second file with the id `{id}` stood at {dest}, where the task moved ({})",
+                    ev.event
+                ),
+                format!(
+                    "this is not the task's file; merge what you need from it into {dest}, then delete it"
+                ),
+            ),
+        );
+    }
+
+    /// Order the move of a file to `rejected/`, unchanged, with a reason sidecar.
     pub(super) fn reject(&mut self, file: &InboxFile, refusal: Refusal) {
         self.reject_as("task_rejected", file, refusal, None);
     }

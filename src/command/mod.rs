@@ -220,6 +220,7 @@ impl Engine {
     /// Stamp an event with its seq and apply it to the state now; it becomes durable at the
     /// next `commit`, and its file operation is performed only then.
     pub fn emit(&mut self, mut ev: Event) {
+        self.set_aside_what_is_in_the_way(&ev);
         self.journal.stamp(&mut ev);
         self.state.apply(&ev);
         self.batch.push(ev);

@@ -318,7 +318,7 @@ impl Projector {
     }
 
     /// `problem_detected` records a problem for a file; a later event about a task at that
-    /// file (adopted, edited, moved, deleted) supersedes it.
+    /// file (adopted, edited, moved, deleted), or its rejection, supersedes it.
     fn problem(&mut self, st: &mut Stmts, ev: &Event) -> rusqlite::Result<()> {
         if ev.event == "problem_detected" {
             let Some(path) = &ev.path else { return Ok(()) };
@@ -341,13 +341,16 @@ impl Projector {
                 ev.event.as_str(),
                 "task_discovered" | "task_edited" | "task_deleted"
             );
-        if ev.task_id.is_none()
-            || !about_file
-            || matches!(ev.event.as_str(), "task_rejected" | "command_rejected")
-        {
+        // A rejection takes its file away (a file in a task's way had a problem recorded);
+        // an event about a task at a file speaks for that file and where it went.
+        let superseded = if matches!(ev.event.as_str(), "task_rejected" | "command_rejected") {
+            [&ev.src, &None]
+        } else if ev.task_id.is_some() && about_file {
+            [&ev.src, &ev.path]
+        } else {
             return Ok(());
-        }
-        for path in [&ev.src, &ev.path].into_iter().flatten() {
+        };
+        for path in superseded.into_iter().flatten() {
             if !self.problems.may_exist(path) {
                 continue; // no such problem: nothing to supersede
             }
