@@ -229,3 +229,41 @@ fn a_move_sets_aside_a_file_in_its_way_rather_than_overwrite_it() {
         String::from_utf8_lossy(&check.stdout)
     );
 }
+
+/// A file the same batch moves away is not in a move's way: a freeze and a thaw taken together
+/// move the task to the fridge and back without setting its own file aside.
+#[test]
+fn a_task_frozen_and_thawed_in_one_batch_keeps_its_file() {
+    let root = Root::new("agents:\n  human: {}\n");
+    root.drop_task("t-1.yaml", "id: t-1\nagent: human\ntitle: the task\n");
+    root.run_once_ok();
+    assert!(root.cmd(&["freeze", "t-1"]).status.success());
+    assert!(root.cmd(&["thaw", "t-1"]).status.success());
+    // Both command files settled before the daemon starts: taken in one round, one batch.
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    for entry in std::fs::read_dir(root.collab("inbox")).unwrap() {
+        let file = std::fs::File::options().write(true).open(entry.unwrap().path());
+        if let Ok(file) = file {
+            file.set_modified(long_ago).unwrap();
+        }
+    }
+    root.run_once_ok();
+    let batch_of = |name: &str| root.events_named(name)[0]["batch"].clone();
+    assert_eq!(batch_of("task_frozen"), batch_of("task_thawed"), "one batch");
+    let names: Vec<String> = root
+        .events()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        names.contains(&"task_frozen".to_string()) && names.contains(&"task_thawed".to_string()),
+        "{names:?}"
+    );
+    assert!(root.events_named("task_rejected").is_empty(), "{names:?}");
+    assert!(
+        root.read("assigned/human/t-1.yaml").contains("title: the task"),
+        "files: {:?}",
+        root.files()
+    );
+    assert!(!root.exists("fridge/t-1.yaml"));
+}

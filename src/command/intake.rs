@@ -497,7 +497,11 @@ impl Engine {
         if src == dest || src.starts_with("work/collaboration/inbox/") {
             return;
         }
-        // A file this batch moves away, or one it already set aside, is not in the way.
+        let Ok(meta) = fs::symlink_metadata(self.layout.abs(dest)) else {
+            return;
+        };
+        // A file this batch moves away, or one it already set aside, is not in the way (looked
+        // for only once a file is there: a batch can hold thousands of moves).
         if self
             .batch
             .iter()
@@ -505,9 +509,6 @@ impl Engine {
         {
             return;
         }
-        let Ok(meta) = fs::symlink_metadata(self.layout.abs(dest)) else {
-            return;
-        };
         let name = dest.rsplit('/').next().unwrap_or_default().to_string();
         let (ino, crc) = self.identity(dest);
         let file = InboxFile {
