@@ -267,3 +267,25 @@ fn a_task_frozen_and_thawed_in_one_batch_keeps_its_file() {
     );
     assert!(!root.exists("fridge/t-1.yaml"));
 }
+
+/// What stands in a move's way may be no plain file at all: a FIFO there is set aside as it
+/// is, without being opened (reading one would wait for a writer forever).
+#[test]
+fn a_fifo_in_a_moves_way_is_set_aside_unread() {
+    let root = Root::new("agents:\n  human: {}\n");
+    root.drop_task("t-1.yaml", "id: t-1\nagent: human\ntitle: the task\n");
+    root.run_once_ok();
+    std::fs::create_dir_all(root.collab("error/human")).unwrap();
+    let fifo = root.collab("error/human/t-1.yaml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    assert!(root.cmd(&["cancel", "t-1"]).status.success());
+    root.run_once_ok();
+    assert!(root.read("error/human/t-1.yaml").contains("title: the task"));
+    let aside = std::fs::symlink_metadata(root.collab("rejected/t-1.yaml")).unwrap();
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_fifo(&aside.file_type()),
+        "the FIFO itself, moved: {:?}",
+        root.files()
+    );
+}

@@ -509,12 +509,13 @@ impl Engine {
         {
             return;
         }
-        let name = dest.rsplit('/').next().unwrap_or_default().to_string();
-        let (ino, crc) = self.identity(dest);
+        // Its checksum only when it is a plain file: reading a FIFO (or through a symlink to
+        // one) would wait for a writer.
+        let crc = meta.is_file().then(|| self.identity(dest).1).flatten();
         let file = InboxFile {
             rel: dest.clone(),
-            name,
-            ino: ino.unwrap_or(meta.ino()),
+            name: dest.rsplit('/').next().unwrap_or_default().to_string(),
+            ino: meta.ino(),
             crc,
         };
         let id = ev.task_id.as_deref().unwrap_or_default();
