@@ -289,3 +289,22 @@ fn a_fifo_in_a_moves_way_is_set_aside_unread() {
         root.files()
     );
 }
+
+/// A task's own file replaced by a FIFO (or anything else that is no plain file) is never
+/// opened as one: a cancel then records the task's end, and the FIFO stays where it is, not
+/// waited on.
+#[test]
+fn a_task_file_replaced_by_a_fifo_is_never_opened() {
+    let root = Root::new("agents:\n  human: {}\n");
+    root.drop_task("t-1.yaml", "id: t-1\nagent: human\ntitle: the task\n");
+    root.run_once_ok();
+    let file = root.collab("assigned/human/t-1.yaml");
+    std::fs::remove_file(&file).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(&file).status().unwrap();
+    assert!(made.success());
+    assert!(root.cmd(&["cancel", "t-1"]).status.success());
+    root.run_once_ok();
+    assert_eq!(root.events_named("task_cancelled").len(), 1, "{:?}", root.files());
+    let left = std::fs::symlink_metadata(&file).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&left.file_type()));
+}

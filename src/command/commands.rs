@@ -58,7 +58,9 @@ impl Engine {
     pub(super) fn identity(&self, rel: &str) -> (Option<u64>, Option<u32>) {
         let path = self.layout.abs(rel);
         let ino = crate::lifecycle::fsops::inode(&path);
-        let crc = std::fs::read(&path).ok().map(|b| crc32c::crc32c(&b));
+        let crc = crate::lifecycle::fsops::read_plain(&path)
+            .ok()
+            .map(|b| crc32c::crc32c(&b));
         (ino, crc)
     }
 

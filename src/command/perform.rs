@@ -73,7 +73,7 @@ fn same_source(path: &Path, ino: Option<u64>, crc: Option<u32>) -> bool {
     }
     match crc {
         None => true,
-        Some(want) => std::fs::read(path).is_ok_and(|b| crc32c::crc32c(&b) == want),
+        Some(want) => fsops::read_plain(path).is_ok_and(|b| crc32c::crc32c(&b) == want),
     }
 }
 
@@ -167,7 +167,7 @@ fn moved_content(
     {
         return Ok(taken.edited.into_bytes());
     }
-    Ok(edited_bytes(&std::fs::read(src)?, edits))
+    Ok(edited_bytes(&fsops::read_plain(src)?, edits))
 }
 
 fn parent(p: &Path) -> PathBuf {
@@ -193,14 +193,19 @@ impl Engine {
                 let cached = ev.src.as_deref().and_then(|rel| self.source_cache.remove(rel));
                 let new = match moved_content(cached, src, ev.edits.as_ref()) {
                     Ok(new) => new,
-                    // Gone since the decision (deleted by a user): the next scan records it.
+                    // Gone since the decision (deleted by a user), or no longer a plain file
+                    // (replaced by one): left where it is, the next scan records it.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                        tracing::warn!(src = %src.display(), "not moved: {e}");
+                        return Ok(());
+                    }
                     Err(e) => return Err(fsops::ctx("read", src)(e).into()),
                 };
                 if recovering && src != dest && dest.exists() {
                     // The destination was renamed into place before the crash; only the
                     // removal of the source is missing — unless the destination is another file.
-                    if std::fs::read(dest).is_ok_and(|d| d == new) {
+                    if fsops::read_plain(dest).is_ok_and(|d| d == new) {
                         stage.removals.push(src.clone());
                     } else {
                         tracing::error!(src = %src.display(), dest = %dest.display(),

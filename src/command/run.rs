@@ -76,7 +76,8 @@ impl Engine {
             .ok_or("agent no longer configured")?;
         let template = agent.command.clone().ok_or("agent has no command")?;
         let task_file = self.layout.abs(&entry.path());
-        let text = std::fs::read_to_string(&task_file)
+        let text = fsops::read_plain(&task_file)
+            .and_then(|b| String::from_utf8(b).map_err(std::io::Error::other))
             .map_err(|e| format!("cannot read {}: {e}", task_file.display()))?;
         let doc = super::intake::parse_mapping(&text)
             .map_err(|r| format!("{}: {}", task_file.display(), r.reason))?;

@@ -87,6 +87,19 @@ pub fn read_task_file(path: &Path, max: u64) -> Result<(Vec<u8>, Fingerprint), R
     read_stated_task_file(path, &meta, max)
 }
 
+/// The bytes of a plain file. A symlink, FIFO, device or directory is an `InvalidInput`
+/// error, never opened as such: opening a FIFO waits for a writer, forever if none comes. For
+/// files the daemon expects to be its own (task files in their folders), which a person can
+/// still replace by anything.
+pub fn read_plain(path: &Path) -> io::Result<Vec<u8>> {
+    // No size limit: a file's size is at most `i64::MAX` (and `max + 1` must not overflow).
+    match read_task_file(path, i64::MAX as u64) {
+        Ok((bytes, _)) => Ok(bytes),
+        Err(ReadRefusal::Io(e)) => Err(e.source),
+        Err(refusal) => Err(io::Error::new(io::ErrorKind::InvalidInput, refusal.to_string())),
+    }
+}
+
 /// `read_task_file` for a caller that has just taken the file's `lstat` itself.
 pub fn read_stated_task_file(
     path: &Path,
@@ -318,6 +331,16 @@ mod tests {
             read_task_file(&real, 2),
             Err(ReadRefusal::TooLarge { .. })
         ));
+        // `read_plain`: the whole of a plain file, and nothing else opened.
+        assert_eq!(read_plain(&real).unwrap(), b"a: 1\n");
+        for special in ["link.yaml", "d.yaml", "f.yaml"] {
+            let refused = read_plain(&dir.path().join(special)).unwrap_err();
+            assert_eq!(refused.kind(), io::ErrorKind::InvalidInput, "{special}");
+        }
+        assert_eq!(
+            read_plain(&dir.path().join("gone.yaml")).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 
     #[test]
