@@ -184,14 +184,20 @@ fn edits_made_while_the_daemon_was_down_are_applied_at_start() {
     assert_eq!(new, ["daemon_started", "daemon_stopped"]);
 }
 
+/// A root whose one task, `t-1`, waits in `assigned/human/` (a human's: no command).
+fn assigned_to_a_human() -> Root {
+    let root = Root::new("agents:\n  human: {}\n");
+    root.drop_task("t-1.yaml", "id: t-1\nagent: human\ntitle: the task\n");
+    root.run_once_ok();
+    root
+}
+
 /// A second file with a task's id in the folder the task moves to (a teammate's copy, a merge's
 /// leftover) is reported and left alone; when the task does move there, that file is set
 /// aside into `rejected/` byte for byte with a reason, never overwritten.
 #[test]
 fn a_move_sets_aside_a_file_in_its_way_rather_than_overwrite_it() {
-    let root = Root::new("agents:\n  human: {}\n");
-    root.drop_task("t-1.yaml", "id: t-1\nagent: human\ntitle: the task\n");
-    root.run_once_ok();
+    let root = assigned_to_a_human();
     assert!(root.exists("assigned/human/t-1.yaml"));
     let stray = "id: t-1\nagent: human\ntitle: a teammate's copy\nstatus: error\n";
     std::fs::create_dir_all(root.collab("error/human")).unwrap();
@@ -234,9 +240,7 @@ fn a_move_sets_aside_a_file_in_its_way_rather_than_overwrite_it() {
 /// move the task to the fridge and back without setting its own file aside.
 #[test]
 fn a_task_frozen_and_thawed_in_one_batch_keeps_its_file() {
-    let root = Root::new("agents:\n  human: {}\n");
-    root.drop_task("t-1.yaml", "id: t-1\nagent: human\ntitle: the task\n");
-    root.run_once_ok();
+    let root = assigned_to_a_human();
     assert!(root.cmd(&["freeze", "t-1"]).status.success());
     assert!(root.cmd(&["thaw", "t-1"]).status.success());
     // Both command files settled before the daemon starts: taken in one round, one batch.
@@ -272,9 +276,7 @@ fn a_task_frozen_and_thawed_in_one_batch_keeps_its_file() {
 /// is, without being opened (reading one would wait for a writer forever).
 #[test]
 fn a_fifo_in_a_moves_way_is_set_aside_unread() {
-    let root = Root::new("agents:\n  human: {}\n");
-    root.drop_task("t-1.yaml", "id: t-1\nagent: human\ntitle: the task\n");
-    root.run_once_ok();
+    let root = assigned_to_a_human();
     std::fs::create_dir_all(root.collab("error/human")).unwrap();
     let fifo = root.collab("error/human/t-1.yaml");
     let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
@@ -295,9 +297,7 @@ fn a_fifo_in_a_moves_way_is_set_aside_unread() {
 /// waited on.
 #[test]
 fn a_task_file_replaced_by_a_fifo_is_never_opened() {
-    let root = Root::new("agents:\n  human: {}\n");
-    root.drop_task("t-1.yaml", "id: t-1\nagent: human\ntitle: the task\n");
-    root.run_once_ok();
+    let root = assigned_to_a_human();
     let file = root.collab("assigned/human/t-1.yaml");
     std::fs::remove_file(&file).unwrap();
     let made = std::process::Command::new("mkfifo").arg(&file).status().unwrap();
