@@ -335,7 +335,7 @@ impl Daemon {
                 tracing::debug!(?paths, complete, "watch hint");
                 for p in paths {
                     let rel = self.engine.layout.rel(&p);
-                    if rel.starts_with("work/collaboration/inbox/") {
+                    if crate::layout::in_inbox(&rel) {
                         self.need_intake = true;
                         let h = self.engine.inbox_hints.entry(rel).or_insert(InboxHint {
                             changed_at: Instant::now(),

@@ -151,6 +151,11 @@ fn plain_ends(rest: &[u8]) -> bool {
         && !rest.ends_with(b"/.")
 }
 
+/// Is the root-relative path `rel` (as logged) a file in the inbox?
+pub fn in_inbox(rel: &str) -> bool {
+    rel.starts_with("work/collaboration/inbox/")
+}
+
 pub fn is_yaml_name(name: &str) -> bool {
     name.ends_with(".yaml") || name.ends_with(".yml")
 }

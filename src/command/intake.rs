@@ -2,7 +2,9 @@
 //! or quiet for `settle_ms`), then validate it and either order its move to
 //! `assigned/<agent>/<id>.yaml` or its rejection to `rejected/` with a reason sidecar.
 //! Command files (a top-level `command` key) are handed to `commands`. Nothing is read through
-//! a symlink, and nothing that reaches the inbox disappears without an event.
+//! a symlink, and nothing that reaches the inbox disappears without an event. The rejection
+//! itself (`reject_as`) also serves `commands` and any move whose destination a file holds
+//! (`set_aside_what_is_in_the_way`).
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -494,7 +496,7 @@ impl Engine {
         let (Some("move"), Some(src), Some(dest)) = (ev.op.as_deref(), &ev.src, &ev.path) else {
             return;
         };
-        if src == dest || src.starts_with("work/collaboration/inbox/") {
+        if src == dest || layout::in_inbox(src) {
             return;
         }
         let Ok(meta) = fs::symlink_metadata(self.layout.abs(dest)) else {
@@ -509,9 +511,7 @@ impl Engine {
         {
             return;
         }
-        // Its checksum only when it is a plain file: reading a FIFO (or through a symlink to
-        // one) would wait for a writer.
-        let crc = meta.is_file().then(|| self.identity(dest).1).flatten();
+        let (_, crc) = self.identity(dest);
         let file = InboxFile {
             rel: dest.clone(),
             name: dest.rsplit('/').next().unwrap_or_default().to_string(),

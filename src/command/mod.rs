@@ -104,7 +104,9 @@ pub struct Engine {
     /// Where removed and replaced files go, so that freeing them never waits on the ack path.
     trash: Trash,
     /// Names in `rejected/` that rejections decided but not carried out yet will take (the
-    /// file's and its reason sidecar's), so that no later rejection picks one of them too.
+    /// file's and its reason sidecar's), so that no later rejection picks one of them too: the
+    /// batch's rejections by destination, kept as a set so that a drop of thousands of bad
+    /// files does not scan the batch for each. Emptied with the batch, at each commit.
     claimed: HashSet<PathBuf>,
     /// The seq of the last event the saved snapshot includes.
     snapshot_seq: Option<u64>,

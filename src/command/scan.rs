@@ -136,7 +136,7 @@ impl Engine {
             self.check_file(rel, Some(*fp));
         }
         self.file_problems
-            .retain(|p, _| present.contains(p.as_str()) || p.starts_with("work/collaboration/inbox/"));
+            .retain(|p, _| present.contains(p.as_str()) || layout::in_inbox(p));
         self.commit()?;
         Ok(())
     }
