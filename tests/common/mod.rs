@@ -52,7 +52,6 @@ impl Root {
         path.to_string_lossy().into_owned()
     }
 
-    /// Drop a file into the inbox the way careful writers do: write a dot-file, rename in.
     /// Drop a task as a finished writer does: written elsewhere, renamed in. Its modification
     /// time is set a minute back, so a daemon started after the drop finds it settled (there
     /// was no rename for it to see): files dropped together are all taken in its first round,
@@ -60,13 +59,7 @@ impl Root {
     pub fn drop_task(&self, name: &str, content: &str) {
         let tmp = self.collab(&format!("inbox/.{name}.partial"));
         std::fs::write(&tmp, content).unwrap();
-        let long_ago = std::time::SystemTime::now() - Duration::from_secs(60);
-        std::fs::File::options()
-            .write(true)
-            .open(&tmp)
-            .unwrap()
-            .set_modified(long_ago)
-            .unwrap();
+        date_back(&tmp);
         std::fs::rename(&tmp, self.collab(&format!("inbox/{name}"))).unwrap();
     }
 
@@ -208,6 +201,17 @@ pub fn replace_in_file(path: &Path, from: &str, to: &str) {
         path.display()
     );
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// Set a file's modification time a minute back: a daemon started now finds it settled.
+pub fn date_back(path: &Path) {
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
 }
 
 pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
