@@ -23,7 +23,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::event::Event;
 use crate::layout::Layout;
 use crate::store::logread::{self, Located, LogError, StreamEnd};
-use project::{Projector, Stmts};
+use project::{Projector, Stmts, insert_events};
 
 /// Bumped whenever the tables or the projection change; an index of another version is rebuilt.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -171,7 +171,7 @@ fn project_log(
     let tx = conn
         .transaction()
         .map_err(sql_err(db, "begin a transaction on"))?;
-    let (to_writer, from_reader) = std::sync::mpsc::sync_channel::<Chunk>(2);
+    let (to_writer, from_reader) = std::sync::mpsc::sync_channel::<Chunk>(AHEAD);
     let (to_reader, from_writer) = std::sync::mpsc::channel::<Chunk>();
     let log_path = log.to_path_buf();
     let reader = std::thread::Builder::new()
@@ -210,8 +210,9 @@ fn project_log(
         let mut st = Stmts::new(&tx)?;
         let mut projector = Projector::new(empty, after);
         for chunk in from_reader {
-            for (ev, at) in &chunk {
-                projector.apply(&mut st, ev, at)?;
+            insert_events(&mut st, chunk.iter().map(|(ev, at)| (ev, at)))?;
+            for (ev, _) in &chunk {
+                projector.apply(&mut st, ev)?;
             }
             let _ = to_reader.send(chunk);
             if projector.cached() >= FLUSH_AT_ROWS {
@@ -270,6 +271,13 @@ fn configure_sqlite() {
         }
     });
 }
+
+/// Chunks the reading thread may be ahead of the writing one: enough to keep decoding while
+/// the writer flushes its cached rows (a flush of `FLUSH_AT_ROWS` takes as long as decoding
+/// ~100,000 events). With two, the reader stood still through every flush; with 128 a rebuild
+/// of 1,000,000 events took 10–28 % less time and its peak memory went from 180 to 365 MB (a
+/// decoded event holds ~1.4 KB), all returned when it ends.
+const AHEAD: usize = 128;
 
 /// Lines parsed per hand-over from the reading thread to the writing one.
 const CHUNK: usize = 1024;
@@ -533,10 +541,13 @@ impl Index {
         if no_problems {
             projector = projector.without_problems();
         }
-        let mut applied = 0;
         let mut offset = self.next_offset;
-        let mut last: Option<(u64, Located)> = None;
-        for (ev, at) in events.iter().zip(places).filter(|(e, _)| e.seq > self.last_seq) {
+        let fresh: Vec<(&Event, &Located)> = events
+            .iter()
+            .zip(places)
+            .filter(|(e, _)| e.seq > self.last_seq)
+            .collect();
+        for (ev, at) in &fresh {
             // The log is contiguous: each line starts where the one before ended.
             if at.offset != offset {
                 return Err(IndexError::Foreign {
@@ -547,16 +558,17 @@ impl Index {
                     ),
                 });
             }
-            // The event itself is projected, not its line read back: every `Event` reads
-            // back from its line as it was (`event::decode`, tested), so a rebuild, which
-            // projects the decoded lines, writes the same rows.
-            projector
-                .apply(&mut st, ev, at)
-                .map_err(sql_err(&db, "write the projection into"))?;
-            last = Some((ev.seq, *at));
             offset += at.len + 1;
-            applied += 1;
         }
+        // The events themselves are projected, not their lines read back: every `Event` reads
+        // back from its line as it was (`event::decode`, tested), so a rebuild, which
+        // projects the decoded lines, writes the same rows.
+        let write = |st: &mut Stmts, projector: &mut Projector| {
+            insert_events(st, fresh.iter().copied())?;
+            fresh.iter().try_for_each(|(ev, _)| projector.apply(st, ev))
+        };
+        write(&mut st, &mut projector).map_err(sql_err(&db, "write the projection into"))?;
+        let last = fresh.last().map(|(ev, at)| (ev.seq, **at));
         // The batch is durable before it is handed over: its last line must be where the
         // offsets say. If not (the log was written some other way), nothing is committed and
         // the next open rebuilds.
@@ -578,7 +590,7 @@ impl Index {
         tx.commit().map_err(sql_err(&db, "commit"))?;
         self.last_seq = projector.last_seq();
         self.next_offset = offset;
-        Ok(applied)
+        Ok(fresh.len())
     }
 
     /// Copy the WAL into the database and empty it. `false`: a reader held an older snapshot

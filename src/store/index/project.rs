@@ -66,6 +66,7 @@ fn key_hash<Q: Hash + ?Sized>(key: &Q) -> u64 {
 /// applying a batch of a few events).
 pub(super) struct Stmts<'c> {
     insert_event: CachedStatement<'c>,
+    insert_events: CachedStatement<'c>,
     insert_cost: CachedStatement<'c>,
     insert_run_task: CachedStatement<'c>,
     select_task: CachedStatement<'c>,
@@ -84,9 +85,8 @@ pub(super) struct Stmts<'c> {
 impl<'c> Stmts<'c> {
     pub(super) fn new(conn: &'c Connection) -> rusqlite::Result<Stmts<'c>> {
         Ok(Stmts {
-            insert_event: conn.prepare_cached(
-                "INSERT INTO events (seq, task_id, event, offset, len, crc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?,
+            insert_event: conn.prepare_cached(&insert_events_sql(1))?,
+            insert_events: conn.prepare_cached(&insert_events_sql(EVENTS_PER_INSERT))?,
             insert_cost: conn.prepare_cached(
                 "INSERT INTO costs (seq, ts, day, task_id, agent, model, attempt, cost_usd, input_tokens,
                  output_tokens, cache_creation_input_tokens, cache_read_input_tokens, num_turns)
@@ -121,6 +121,67 @@ impl<'c> Stmts<'c> {
             update_last_seq: conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'last_seq'")?,
         })
     }
+}
+
+/// Rows of the events table one statement inserts: a statement's fixed cost (bind, step,
+/// reset) was over half of the cost of a six-column row.
+const EVENTS_PER_INSERT: usize = 64;
+
+fn insert_events_sql(rows: usize) -> String {
+    let mut sql = String::from("INSERT INTO events (seq, task_id, event, offset, len, crc) VALUES ");
+    for row in 0..rows {
+        let p = row * 6;
+        if row > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!(
+            "(?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6
+        ));
+    }
+    sql
+}
+
+/// Insert the events table's rows of `events`, each located by its line in the log. The
+/// events table locates each line (offset, length, checksum) rather than copying it: the log
+/// is the truth, and the index stays a fraction of its size. Nothing in the projection reads
+/// this table, so its rows may go in ahead of or after the other tables' changes.
+pub(super) fn insert_events<'e>(
+    st: &mut Stmts,
+    events: impl IntoIterator<Item = (&'e Event, &'e Located)>,
+) -> rusqlite::Result<()> {
+    let mut group = Vec::with_capacity(EVENTS_PER_INSERT);
+    for row in events {
+        group.push(row);
+        if group.len() == EVENTS_PER_INSERT {
+            bind_event_rows(&mut st.insert_events, &group)?;
+            st.insert_events.raw_execute()?;
+            group.clear();
+        }
+    }
+    for row in group {
+        bind_event_rows(&mut st.insert_event, &[row])?;
+        st.insert_event.raw_execute()?;
+    }
+    Ok(())
+}
+
+fn bind_event_rows(stmt: &mut CachedStatement, rows: &[(&Event, &Located)]) -> rusqlite::Result<()> {
+    for (i, (ev, at)) in rows.iter().enumerate() {
+        let first = i * 6 + 1;
+        stmt.raw_bind_parameter(first, ev.seq)?;
+        stmt.raw_bind_parameter(first + 1, &ev.task_id)?;
+        stmt.raw_bind_parameter(first + 2, &ev.event)?;
+        stmt.raw_bind_parameter(first + 3, at.offset)?;
+        stmt.raw_bind_parameter(first + 4, at.len)?;
+        stmt.raw_bind_parameter(first + 5, at.crc)?;
+    }
+    Ok(())
 }
 
 /// Cached rows of one table, each with its key's hash: computed once per touch, it finds the
@@ -179,18 +240,30 @@ impl<K: Eq + Hash, T> Cache<K, T> {
     where
         K: Borrow<Q>,
     {
-        let hash = key_hash(key);
-        if !self.cached(hash, key) {
+        self.get_by(key_hash(key), |k| k.borrow() == key, || key.to_owned(), load)
+    }
+
+    /// The slot of the key of this hash that `is_key` recognises, loaded on first use; the
+    /// key is made (`make_key`) only then. For keys without a borrowed form (a task id and
+    /// an attempt number), which would otherwise be built for every lookup.
+    fn get_by(
+        &mut self,
+        hash: u64,
+        is_key: impl Fn(&K) -> bool,
+        make_key: impl FnOnce() -> K,
+        load: impl FnOnce() -> rusqlite::Result<Option<T>>,
+    ) -> rusqlite::Result<&mut Slot<T>> {
+        if self.rows.find(hash, |c| is_key(&c.key)).is_none() {
             let row = if self.maybe_in_db(hash) { load()? } else { None };
             let slot = Slot { row, dirty: false };
             let cached = Cached {
                 hash,
-                key: key.to_owned(),
+                key: make_key(),
                 slot,
             };
             return Ok(&mut self.rows.insert_unique(hash, cached, |c| c.hash).into_mut().slot);
         }
-        let found = self.rows.find_mut(hash, |c| c.key.borrow() == key);
+        let found = self.rows.find_mut(hash, |c| is_key(&c.key));
         Ok(&mut found.expect("cached").slot)
     }
 
@@ -273,13 +346,9 @@ impl Projector {
         self.last_seq
     }
 
-    /// Apply one event, given where its line is in the log. The events table locates each
-    /// line (offset, length, checksum) rather than copying it: the log is the truth, and the
-    /// index stays a fraction of its size.
-    pub(super) fn apply(&mut self, st: &mut Stmts, ev: &Event, at: &Located) -> rusqlite::Result<()> {
+    /// Apply one event to every table but `events` (`insert_events` writes its rows).
+    pub(super) fn apply(&mut self, st: &mut Stmts, ev: &Event) -> rusqlite::Result<()> {
         self.last_seq = ev.seq;
-        st.insert_event
-            .execute(params![ev.seq, ev.task_id, ev.event, at.offset, at.len, at.crc])?;
         if let Some(run_id) = &ev.run_id {
             self.run(st, ev, run_id)?;
         }
@@ -431,7 +500,7 @@ impl Projector {
             row.problem_message = None;
         }
         if let Some(to) = ev.to.as_deref().and_then(Status::parse) {
-            row.status = to.as_str().to_string();
+            set(&mut row.status, to.as_str());
         }
         if let Some(path) = &ev.path
             && matches!(ev.op.as_deref(), Some("move" | "create"))
@@ -480,12 +549,16 @@ impl Projector {
         if n == 0 {
             return Ok(());
         }
-        let key = (id.to_string(), n);
-        let s = self.attempts.get(&key, || {
-            st.select_attempt
-                .query_row(params![id, n], attempt_from_row)
-                .optional()
-        })?;
+        let s = self.attempts.get_by(
+            key_hash(&(id, n)),
+            |(task, attempt)| task == id && *attempt == n,
+            || (id.to_string(), n),
+            || {
+                st.select_attempt
+                    .query_row(params![id, n], attempt_from_row)
+                    .optional()
+            },
+        )?;
         if ev.event == "task_started" {
             s.row = Some(AttemptRow {
                 task_id: id.to_string(),
@@ -522,7 +595,7 @@ impl Projector {
                 if row.outcome != "running" {
                     return Ok(());
                 }
-                row.outcome = outcome.expect("checked above").to_string();
+                set(&mut row.outcome, outcome.expect("checked above"));
                 if row.ended_at.is_none() {
                     row.ended_at = Some(ev.ts.clone());
                 }
@@ -619,15 +692,22 @@ impl Projector {
     }
 }
 
+/// Overwrite a row's text in the memory it already has (most events change a few fields of
+/// a cached row, and a rebuild applies a million of them).
+fn set(field: &mut String, value: &str) {
+    field.clear();
+    field.push_str(value);
+}
+
 fn apply_meta(row: &mut TaskRow, meta: &Value) {
     if let Some(t) = meta["title"].as_str() {
-        row.title = t.to_string();
+        set(&mut row.title, t);
     }
     if let Some(a) = meta["agent"].as_str() {
-        row.agent = a.to_string();
+        set(&mut row.agent, a);
     }
     if let Some(p) = meta["priority"].as_str().and_then(Priority::parse) {
-        row.priority = p.as_str().to_string();
+        set(&mut row.priority, p.as_str());
     }
     if let Some(deps) = meta["depends_on"].as_array() {
         row.depends_on = deps

@@ -294,3 +294,54 @@ fn reading_changes_no_file() {
     let (shorter, _) = Reader::from_log(&write_log(&dir.path().join("x"), &mut history()[..3])).unwrap();
     assert!(shorter.compare(&from_log).unwrap().is_some());
 }
+
+#[test]
+fn every_event_row_locates_its_own_line() {
+    // More events than one grouped insert takes, and a remainder: every row must land on
+    // its own line, in a rebuild and in batches of the daemon's sizes.
+    let dir = tempfile::tempdir().unwrap();
+    let make = || -> Vec<Event> {
+        (0..150)
+            .map(|i| {
+                let mut e = Event::task("task_received", &format!("t{i}"));
+                e.path = Some(format!("work/collaboration/inbox/t{i}.yaml"));
+                e
+            })
+            .collect()
+    };
+    let mut evs = make();
+    let log = write_log(dir.path(), &mut evs);
+    let rebuilt = dir.path().join("rebuilt.sqlite");
+    rebuild(&rebuilt, &log).unwrap();
+    let sub = dir.path().join("batches");
+    std::fs::create_dir_all(&sub).unwrap();
+    let batched_log = sub.join("events.jsonl");
+    let mut journal = Journal::open(&batched_log, |_| {}).unwrap().journal;
+    let db = sub.join("index.sqlite");
+    let (mut index, _) = Index::open(&db, &batched_log).unwrap();
+    let mut fresh = make();
+    for batch in fresh.chunks_mut(70) {
+        let places = journal.append(batch).unwrap();
+        index.apply(batch, &places).unwrap();
+    }
+    index.close().unwrap();
+    for (db, log) in [(&rebuilt, &log), (&db, &batched_log)] {
+        let reader = Reader::open(db, log, false).unwrap();
+        for want in &evs {
+            let line = reader
+                .event_line(want.seq)
+                .unwrap()
+                .expect("a row for every event");
+            let got = crate::event::decode(&line).unwrap();
+            assert_eq!(
+                (got.seq, &got.task_id),
+                (want.seq, &want.task_id),
+                "{}",
+                db.display()
+            );
+        }
+        let mut seqs = Vec::new();
+        reader.task_events("t149", 0, |seq, _| seqs.push(seq)).unwrap();
+        assert_eq!(seqs, [150], "{}", db.display());
+    }
+}
