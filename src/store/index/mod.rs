@@ -275,7 +275,7 @@ fn configure_sqlite() {
 /// Chunks the reading thread may be ahead of the writing one: enough to keep decoding while
 /// the writer flushes its cached rows (a flush of `FLUSH_AT_ROWS` takes as long as decoding
 /// ~100,000 events). With two, the reader stood still through every flush; with 128 a rebuild
-/// of 1,000,000 events took 10–28 % less time and its peak memory went from 180 to 365 MB (a
+/// of 1,000,000 events took 12–28 % less time and its peak memory went from 182 to 366 MB (a
 /// decoded event holds ~1.4 KB), all returned when it ends.
 const AHEAD: usize = 128;
 
