@@ -34,6 +34,7 @@ fn quick_bench_runs_and_prints_a_number_for_every_figure() {
         "idle cost: RSS",
         "index rebuild",
         "index rebuild vs SQLite insert",
+        "index rebuild vs SQLite writing its rows",
         "query status --json",
         "query list --status assigned",
         "query list --status assigned --json",

@@ -1728,7 +1728,8 @@ impl Bench {
 
     /// `agentplane index rebuild` on the stopped large root, its index deleted first, next to
     /// the bench reading the log itself (the library's `journal::read_all`: read + CRC +
-    /// decode) and, as a second reference, SQLite inserting one row per event.
+    /// decode) and two references: SQLite inserting one row per event, and SQLite writing the
+    /// rebuilt index's own rows into a new file (the floor of a rebuild with this schema).
     fn rebuild(&mut self, root: &Path) -> Res<()> {
         let state = root.join("work/.agentplane");
         for e in fs::read_dir(&state).map_err(io(state.display()))? {
@@ -1752,6 +1753,10 @@ impl Bench {
             ));
         }
         let (secs, rate) = (ms / 1e3, n as f64 / (ms / 1e3));
+        let own_rows = sqlite_copy_reference(
+            &self.root("sqlite-reference"),
+            &root.join("work/.agentplane/index.sqlite"),
+        )?;
         say("baseline", rate_line("read + verify + decode the log", n, decode));
         say(
             "reference: SQLite insert",
@@ -1759,6 +1764,17 @@ impl Bench {
                 &format!("{n} rows, one prepared statement, one transaction"),
                 n,
                 insert,
+            ),
+        );
+        say(
+            "reference: its own rows",
+            rate_line(
+                &format!(
+                    "the rebuilt index's {} rows written back by SQLite alone, indexes made, one fsync",
+                    own_rows.rows
+                ),
+                n,
+                own_rows.secs,
             ),
         );
         say(
@@ -1783,6 +1799,12 @@ impl Bench {
             rate,
             n as f64 / insert,
             "rows inserted in one transaction",
+        );
+        self.reference_row(
+            "index rebuild vs SQLite writing its rows",
+            rate,
+            n as f64 / own_rows.secs,
+            "events' worth of the index's own rows",
         );
         Ok(())
     }
@@ -2059,6 +2081,81 @@ fn sqlite_insert_reference(dir: &Path, events: &[Event]) -> Res<f64> {
         .and_then(|f| f.sync_all())
         .map_err(io(path.display()))?;
     Ok(t0.elapsed().as_secs_f64())
+}
+
+/// What SQLite alone costs for the index a rebuild writes: every row of the rebuilt index
+/// (`index`), read into memory first (not timed), written into a new file made from the
+/// index's own schema (`sqlite_master`) and configured as a rebuild configures its file, the
+/// rows table by table in one transaction, then the index's indexes, then one fsync. What a
+/// rebuild could take if decoding and projecting cost nothing.
+fn sqlite_copy_reference(dir: &Path, index: &Path) -> Res<OwnRows> {
+    use rusqlite::types::Value as Cell;
+    let sql = |e: rusqlite::Error| format!("the SQLite reference of {}: {e}", index.display());
+    let source =
+        agentplane::store::index::connect(index, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+    let schema = |kind: &str| -> Res<Vec<(String, String)>> {
+        let mut stmt = source
+            .prepare("SELECT name, sql FROM sqlite_master WHERE type = ?1 AND sql IS NOT NULL ORDER BY rowid")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)
+    };
+    let (tables, indexes) = (schema("table")?, schema("index")?);
+    let mut contents: Vec<(String, usize, Vec<Cell>)> = Vec::new();
+    let mut rows = 0;
+    for (table, _) in &tables {
+        let mut stmt = source.prepare(&format!("SELECT * FROM {table}")).map_err(sql)?;
+        let columns = stmt.column_count();
+        let mut cells = Vec::new();
+        let mut found = stmt.query([]).map_err(sql)?;
+        while let Some(row) = found.next().map_err(sql)? {
+            for i in 0..columns {
+                cells.push(row.get::<_, Cell>(i).map_err(sql)?);
+            }
+            rows += 1;
+        }
+        contents.push((table.clone(), columns, cells));
+    }
+    drop(source);
+    mkdirs(&[dir])?;
+    let path = dir.join("own-rows.sqlite");
+    let t0 = Instant::now();
+    let mut conn = agentplane::store::index::connect(&path, rusqlite::OpenFlags::default()).map_err(sql)?;
+    conn.execute_batch(agentplane::store::index::SCRATCH_PRAGMAS)
+        .map_err(sql)?;
+    for (_, create) in &tables {
+        conn.execute_batch(create).map_err(sql)?;
+    }
+    let tx = conn.transaction().map_err(sql)?;
+    for (table, columns, cells) in &contents {
+        let marks = vec!["?"; *columns].join(", ");
+        let mut insert = tx
+            .prepare(&format!("INSERT INTO {table} VALUES ({marks})"))
+            .map_err(sql)?;
+        for row in cells.chunks(*columns) {
+            insert.execute(rusqlite::params_from_iter(row)).map_err(sql)?;
+        }
+    }
+    for (_, create) in &indexes {
+        tx.execute_batch(create).map_err(sql)?;
+    }
+    tx.commit().map_err(sql)?;
+    conn.close().map_err(|(_, e)| sql(e))?;
+    File::open(&path)
+        .and_then(|f| f.sync_all())
+        .map_err(io(path.display()))?;
+    Ok(OwnRows {
+        rows,
+        secs: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// `sqlite_copy_reference`'s result: rows written, and the time it took.
+struct OwnRows {
+    rows: usize,
+    secs: f64,
 }
 
 // ---------------------------------------------------------------------------------------------

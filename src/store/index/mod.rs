@@ -282,6 +282,11 @@ const AHEAD: usize = 128;
 /// Lines parsed per hand-over from the reading thread to the writing one.
 const CHUNK: usize = 1024;
 
+/// How a rebuild configures its new file: a scratch file until it is renamed into place, so
+/// no journal and no syncs (one fsync at the end).
+pub const SCRATCH_PRAGMAS: &str = "PRAGMA page_size=16384; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
+    PRAGMA locking_mode=EXCLUSIVE; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;";
+
 /// What a rebuild did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RebuildReport {
@@ -309,12 +314,8 @@ pub fn rebuild(db: &Path, log: &Path) -> Result<RebuildReport, IndexError> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(sql_err(&tmp, "create"))?;
-    // A scratch file until it is renamed into place: no journal, no syncs (one fsync at the end).
-    conn.execute_batch(
-        "PRAGMA page_size=16384; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE;
-         PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
-    )
-    .map_err(sql_err(&tmp, "configure"))?;
+    conn.execute_batch(SCRATCH_PRAGMAS)
+        .map_err(sql_err(&tmp, "configure"))?;
     create_tables(&conn, &tmp)?;
     let end = project_log(&mut conn, &tmp, log, 0, true)?;
     conn.execute_batch(INDEXES)
