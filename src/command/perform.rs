@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::{Engine, Fatal};
 use crate::event::Event;
+use crate::layout;
 use crate::lifecycle::edit::{self, Edit};
 use crate::lifecycle::fsops::{self, Fingerprint};
 use crate::lifecycle::redo::{self, Rewrite};
@@ -170,17 +171,16 @@ fn moved_content(
     Ok(edited_bytes(&fsops::read_plain(src)?, edits))
 }
 
-fn parent(p: &Path) -> PathBuf {
-    p.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+fn parent(p: &Path) -> &Path {
+    p.parent().unwrap_or(Path::new("."))
 }
 
 impl Engine {
     /// Stage the event's file operation. `recovering`: the operation may have been done,
     /// partly or fully, before a crash.
     pub(super) fn perform(&mut self, ev: &Event, recovering: bool, stage: &mut Stage) -> Result<(), Fatal> {
-        let root = self.layout.root.clone();
-        let src = ev.src.as_deref().map(|s| root.join(s));
-        let dest = ev.path.as_deref().map(|p| root.join(p));
+        let src = ev.src.as_deref().map(|s| self.layout.abs(s));
+        let dest = ev.path.as_deref().map(|p| self.layout.abs(p));
         let involved: Vec<&PathBuf> = match ev.op {
             Some(_) => src.iter().chain(dest.iter()).collect(),
             None => Vec::new(),
@@ -214,7 +214,7 @@ impl Engine {
                 } else {
                     // A taken inbox file is rewritten in place (at the flush, after its redo
                     // record); anything else, or text that is not UTF-8, is copied.
-                    let in_place = !recovering && src.parent() == Some(self.layout.inbox().as_path());
+                    let in_place = !recovering && ev.src.as_deref().is_some_and(layout::directly_in_inbox);
                     match (in_place, ev.src_ino, String::from_utf8(new)) {
                         (true, Some(ino), Ok(content)) => {
                             stage.batch = ev.batch;
@@ -251,7 +251,7 @@ impl Engine {
             _ => {}
         }
         if let Some(file) = ev.data_str("command_file") {
-            stage.removals.push(root.join(file));
+            stage.removals.push(self.layout.abs(file));
         }
         stage.touch(involved);
         Ok(())
@@ -289,13 +289,17 @@ impl Engine {
         let rewrites = std::mem::take(&mut stage.rewrites);
         let record = self.layout.redo_record();
         redo::write(&record, stage.batch, &rewrites)?;
-        let mut folders = HashSet::new();
+        // The folders made sure of: a batch's tasks go to a few (one per agent), and a
+        // `PathBuf` hashes component by component.
+        let mut folders: Vec<PathBuf> = Vec::new();
         for r in rewrites {
             let (src, dest) = (self.layout.abs(&r.src), self.layout.abs(&r.dest));
             match self.trash.rewrite(&src, r.ino, r.content.as_bytes()) {
                 Ok(fingerprint) => {
-                    if folders.insert(parent(&dest)) {
+                    let folder = parent(&dest);
+                    if !folders.iter().any(|f| f.as_os_str() == folder.as_os_str()) {
                         fsops::make_parent(&dest)?;
+                        folders.push(folder.to_path_buf());
                     }
                     stage.temps.push(src.clone());
                     stage.renames.push((src, dest));

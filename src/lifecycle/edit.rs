@@ -75,25 +75,52 @@ pub fn apply_parsed(text: &str, original: Map<String, Value>, shape: &Shape, edi
         };
     }
     let layout = Layout::scan(text, &original);
-    let expected = edited_map(original, edits);
     // The line scan is a heuristic; only the parser's word lets its result through: where
     // it found the keys, when that settles it (`Layout::proven_by`; an empty result is no
-    // mapping), else a parse of the result that yields exactly the expected mapping.
+    // mapping), else a parse of the result that yields exactly the expected mapping. The
+    // expected mapping is built only when the proof does not settle it.
     if let Some(layout) = layout {
         let candidate = layout.apply(edits);
-        if (!expected.is_empty() && layout.proven_by(shape, text, edits))
-            || parse_document(&candidate, &Budget::default()).is_ok_and(|v| same_mapping(&v, &expected))
-        {
+        if !leaves_empty(&original, edits) && layout.proven_by(shape, text, edits) {
             return Edited {
                 text: candidate,
                 surgical: true,
             };
         }
+        let expected = edited_map(original, edits);
+        if parse_document(&candidate, &Budget::default()).is_ok_and(|v| same_mapping(&v, &expected)) {
+            return Edited {
+                text: candidate,
+                surgical: true,
+            };
+        }
+        return Edited {
+            text: render_document(&expected),
+            surgical: false,
+        };
     }
     Edited {
-        text: render_document(&expected),
+        text: render_document(&edited_map(original, edits)),
         surgical: false,
     }
+}
+
+/// Is the mapping `edits` make of `map` empty (`edited_map(map, edits).is_empty()`, without
+/// building it)? Only if the last edit of every key there is, or is set, removes it.
+fn leaves_empty(map: &Map<String, Value>, edits: &[Edit]) -> bool {
+    fn key<'e>(edit: &Edit<'e>) -> &'e str {
+        match edit {
+            Edit::Set(key, _) | Edit::Remove(key) => key,
+        }
+    }
+    let removed = |k: &str| {
+        edits
+            .iter()
+            .rev()
+            .find(|e| key(e) == k)
+            .is_some_and(|e| matches!(e, Edit::Remove(_)))
+    };
+    map.keys().all(|k| removed(k)) && edits.iter().all(|e| removed(key(e)))
 }
 
 /// The mapping `edits` make of `map`: what an edited document must read as.
@@ -150,6 +177,7 @@ fn same_value(a: &Value, b: &Value) -> bool {
 /// The original text cut into lines, with the line range of each top-level entry.
 struct Layout<'t> {
     lines: Vec<&'t str>,
+    text_len: usize,
     entries: Vec<Entry>,
     /// Index of the line where the mapping's body ends (a `...` marker or EOF).
     body_end: usize,
@@ -187,17 +215,14 @@ impl<'t> Layout<'t> {
         let body_end = (first_body_line..lines.len())
             .find(|&i| is_marker(trim_eol(lines[i]), "..."))
             .unwrap_or(lines.len());
+        let next_starts: Vec<usize> = starts.iter().skip(1).map(|(next, _)| *next).collect();
         let mut entries = Vec::with_capacity(starts.len());
-        for (position, (start, key)) in starts.iter().enumerate() {
-            let mut end = starts.get(position + 1).map_or(body_end, |(next, _)| *next);
+        for (position, (start, key)) in starts.into_iter().enumerate() {
+            let mut end = next_starts.get(position).copied().unwrap_or(body_end);
             while end > start + 1 && is_trailing_filler(lines[end - 1]) {
                 end -= 1;
             }
-            entries.push(Entry {
-                key: key.clone(),
-                start: *start,
-                end,
-            });
+            entries.push(Entry { key, start, end });
         }
         let newline = if lines.first().is_some_and(|l| l.ends_with("\r\n")) {
             "\r\n"
@@ -206,6 +231,7 @@ impl<'t> Layout<'t> {
         };
         Some(Layout {
             lines,
+            text_len: text.len(),
             entries,
             body_end,
             newline,
@@ -283,7 +309,15 @@ impl<'t> Layout<'t> {
             }
         }
 
-        let mut out = String::new();
+        let rendered: usize = bodies
+            .iter()
+            .map(|b| match b {
+                Body::Replace(r) => r.len(),
+                _ => 0,
+            })
+            .chain(appended.iter().map(|(_, r)| r.len()))
+            .sum();
+        let mut out = String::with_capacity(self.text_len + rendered + self.newline.len());
         let first = self.entries.first().map_or(self.body_end, |e| e.start);
         out.extend(self.lines[..first].iter().copied());
         for (index, (entry, body)) in self.entries.iter().zip(&bodies).enumerate() {
@@ -452,9 +486,33 @@ fn key_name_from_parser(key_text: &str) -> Option<String> {
 }
 
 fn write_key(out: &mut String, key: &str, value: &Value, indent: usize) {
-    out.push_str(&scalar_text(key));
+    push_scalar(out, key);
     out.push(':');
     write_after_key(out, value, indent);
+}
+
+/// A string scalar: plain where that reads back as the very string, else double-quoted.
+fn push_scalar(out: &mut String, s: &str) {
+    if is_plain_safe(s) {
+        out.push_str(s);
+    } else {
+        out.push_str(&double_quoted(s));
+    }
+}
+
+/// A value on the line of its key or dash (empty collections as `[]` and `{}`).
+fn push_inline(out: &mut String, value: &Value) {
+    use std::fmt::Write;
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::String(s) => push_scalar(out, s),
+        Value::Array(_) => out.push_str("[]"),
+        Value::Object(_) => out.push_str("{}"),
+    }
 }
 
 fn write_after_key(out: &mut String, value: &Value, indent: usize) {
@@ -469,7 +527,7 @@ fn write_after_key(out: &mut String, value: &Value, indent: usize) {
         }
         _ => {
             out.push(' ');
-            out.push_str(&inline_text(value));
+            push_inline(out, value);
             out.push('\n');
         }
     }
@@ -495,29 +553,10 @@ fn write_items(out: &mut String, items: &[Value], indent: usize, at_column: bool
             Value::Object(map) if !map.is_empty() => write_entries(out, map, indent + 2, true),
             Value::Array(inner) if !inner.is_empty() => write_items(out, inner, indent + 2, true),
             _ => {
-                out.push_str(&inline_text(item));
+                push_inline(out, item);
                 out.push('\n');
             }
         }
-    }
-}
-
-fn inline_text(value: &Value) -> String {
-    match value {
-        Value::Null => "null".to_owned(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => scalar_text(s),
-        Value::Array(_) => "[]".to_owned(),
-        Value::Object(_) => "{}".to_owned(),
-    }
-}
-
-fn scalar_text(s: &str) -> String {
-    if is_plain_safe(s) {
-        s.to_owned()
-    } else {
-        double_quoted(s)
     }
 }
 
@@ -562,7 +601,9 @@ fn reads_as_string(s: &str) -> bool {
         // strings. Keys and lifecycle values are nearly all identifiers.
         return !matches!(s, "null" | "true" | "True" | "TRUE" | "false" | "False" | "FALSE");
     }
-    resolves_to_string(s)
+    // The daemon's own timestamps (one per transition): a `T` and dashes among the digits
+    // make them no number, boolean or null.
+    is_timestamp(s) || resolves_to_string(s)
 }
 
 fn resolves_to_string(s: &str) -> bool {
