@@ -79,29 +79,30 @@ pub fn apply_parsed(text: &str, original: Map<String, Value>, shape: &Shape, edi
     // it found the keys, when that settles it (`Layout::proven_by`; an empty result is no
     // mapping), else a parse of the result that yields exactly the expected mapping. The
     // expected mapping is built only when the proof does not settle it.
-    if let Some(layout) = layout {
-        let candidate = layout.apply(edits);
-        if !leaves_empty(&original, edits) && layout.proven_by(shape, text, edits) {
-            return Edited {
-                text: candidate,
-                surgical: true,
-            };
-        }
-        let expected = edited_map(original, edits);
-        if parse_document(&candidate, &Budget::default()).is_ok_and(|v| same_mapping(&v, &expected)) {
-            return Edited {
-                text: candidate,
-                surgical: true,
-            };
-        }
+    let Some(layout) = layout else {
         return Edited {
-            text: render_document(&expected),
+            text: render_document(&edited_map(original, edits)),
             surgical: false,
         };
+    };
+    let candidate = layout.apply(edits);
+    if !leaves_empty(&original, edits) && layout.proven_by(shape, text, edits) {
+        return Edited {
+            text: candidate,
+            surgical: true,
+        };
     }
-    Edited {
-        text: render_document(&edited_map(original, edits)),
-        surgical: false,
+    let expected = edited_map(original, edits);
+    if parse_document(&candidate, &Budget::default()).is_ok_and(|v| same_mapping(&v, &expected)) {
+        Edited {
+            text: candidate,
+            surgical: true,
+        }
+    } else {
+        Edited {
+            text: render_document(&expected),
+            surgical: false,
+        }
     }
 }
 
