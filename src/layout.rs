@@ -63,7 +63,7 @@ impl Layout {
         self.abs("agentplane.yaml")
     }
     pub fn log_dir(&self, task_id: &str, attempt: u32) -> PathBuf {
-        self.logs().join(task_id).join(attempt.to_string())
+        self.abs(&format!("work/logs/{task_id}/{attempt}"))
     }
 
     /// The lifecycle folder that a status names, relative to the root: `assigned/<agent>`,

@@ -23,7 +23,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::event::Event;
 use crate::layout::Layout;
 use crate::store::logread::{self, Located, LogError, StreamEnd};
-use project::{Projector, Stmts, insert_events};
+use project::{Projector, Stmts};
 
 /// Bumped whenever the tables or the projection change; an index of another version is rebuilt.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -210,10 +210,7 @@ fn project_log(
         let mut st = Stmts::new(&tx)?;
         let mut projector = Projector::new(empty, after);
         for chunk in from_reader {
-            insert_events(&mut st, chunk.iter().map(|(ev, at)| (ev, at)))?;
-            for (ev, _) in &chunk {
-                projector.apply(&mut st, ev)?;
-            }
+            projector.apply_all(&mut st, chunk.iter().map(|(ev, at)| (ev, at)))?;
             let _ = to_reader.send(chunk);
             if projector.cached() >= FLUSH_AT_ROWS {
                 projector.flush(&mut st)?;
@@ -564,11 +561,9 @@ impl Index {
         // The events themselves are projected, not their lines read back: every `Event` reads
         // back from its line as it was (`event::decode`, tested), so a rebuild, which
         // projects the decoded lines, writes the same rows.
-        let write = |st: &mut Stmts, projector: &mut Projector| {
-            insert_events(st, fresh.iter().copied())?;
-            fresh.iter().try_for_each(|(ev, _)| projector.apply(st, ev))
-        };
-        write(&mut st, &mut projector).map_err(sql_err(&db, "write the projection into"))?;
+        projector
+            .apply_all(&mut st, fresh.iter().copied())
+            .map_err(sql_err(&db, "write the projection into"))?;
         let last = fresh.last().map(|(ev, at)| (ev.seq, **at));
         // The batch is durable before it is handed over: its last line must be where the
         // offsets say. If not (the log was written some other way), nothing is committed and

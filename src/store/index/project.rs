@@ -128,30 +128,17 @@ impl<'c> Stmts<'c> {
 const EVENTS_PER_INSERT: usize = 64;
 
 fn insert_events_sql(rows: usize) -> String {
-    let mut sql = String::from("INSERT INTO events (seq, task_id, event, offset, len, crc) VALUES ");
-    for row in 0..rows {
-        let p = row * 6;
-        if row > 0 {
-            sql.push(',');
-        }
-        sql.push_str(&format!(
-            "(?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6
-        ));
-    }
-    sql
+    format!(
+        "INSERT INTO events (seq, task_id, event, offset, len, crc) VALUES {}",
+        vec!["(?, ?, ?, ?, ?, ?)"; rows].join(", ")
+    )
 }
 
 /// Insert the events table's rows of `events`, each located by its line in the log. The
 /// events table locates each line (offset, length, checksum) rather than copying it: the log
 /// is the truth, and the index stays a fraction of its size. Nothing in the projection reads
 /// this table, so its rows may go in ahead of or after the other tables' changes.
-pub(super) fn insert_events<'e>(
+fn insert_events<'e>(
     st: &mut Stmts,
     events: impl IntoIterator<Item = (&'e Event, &'e Located)>,
 ) -> rusqlite::Result<()> {
@@ -346,8 +333,19 @@ impl Projector {
         self.last_seq
     }
 
-    /// Apply one event to every table but `events` (`insert_events` writes its rows).
-    pub(super) fn apply(&mut self, st: &mut Stmts, ev: &Event) -> rusqlite::Result<()> {
+    /// Apply events, each with where its line is in the log, in order: the events table's
+    /// rows in groups (`insert_events`), every other table's changes one event at a time.
+    pub(super) fn apply_all<'e>(
+        &mut self,
+        st: &mut Stmts,
+        events: impl IntoIterator<Item = (&'e Event, &'e Located)> + Clone,
+    ) -> rusqlite::Result<()> {
+        insert_events(st, events.clone())?;
+        events.into_iter().try_for_each(|(ev, _)| self.apply(st, ev))
+    }
+
+    /// Apply one event to every table but `events`.
+    fn apply(&mut self, st: &mut Stmts, ev: &Event) -> rusqlite::Result<()> {
         self.last_seq = ev.seq;
         if let Some(run_id) = &ev.run_id {
             self.run(st, ev, run_id)?;
