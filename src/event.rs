@@ -179,7 +179,7 @@ pub fn decode(line: &str) -> Result<Event, DecodeError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(decode(&encode(&e)), Ok(e));
     }
 
-    fn json_value() -> impl Strategy<Value = Value> {
+    pub(crate) fn json_value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::from),
@@ -241,7 +241,7 @@ mod tests {
     }
 
     prop_compose! {
-        fn any_event()(
+        pub(crate) fn any_event()(
             (seq, batch, event, ts) in (any::<u64>(), any::<u64>(), "[a-z_]{1,20}", ".*"),
             (task_id, run_id, path, src) in (
                 prop::option::of(".*"), prop::option::of(".*"), prop::option::of(".*"), prop::option::of(".*")),

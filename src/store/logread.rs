@@ -192,6 +192,28 @@ fn open(path: &Path) -> Result<Option<(File, u64)>, LogError> {
     }
 }
 
+/// How a stream decodes each line: into an `Event`, or into less (the index's view of an
+/// event, borrowed from the line).
+pub trait Decode {
+    type Out<'l>;
+    /// Check the line's checksum and decode it.
+    fn decode(line: &str) -> Result<Self::Out<'_>, event::DecodeError>;
+    fn seq(out: &Self::Out<'_>) -> u64;
+}
+
+/// Lines decoded into `Event`s.
+pub struct Events;
+
+impl Decode for Events {
+    type Out<'l> = Event;
+    fn decode(line: &str) -> Result<Event, event::DecodeError> {
+        event::decode(line)
+    }
+    fn seq(out: &Event) -> u64 {
+        out.seq
+    }
+}
+
 /// Hand every event with `seq > after` to `f`, in order, with its line (without newline) and
 /// the byte offset where the line starts.
 /// A missing log is an empty one. A torn last line ends the stream (reported in `torn_bytes`);
@@ -199,7 +221,16 @@ fn open(path: &Path) -> Result<Option<(File, u64)>, LogError> {
 pub fn stream<E>(
     path: &Path,
     after: u64,
-    mut f: impl FnMut(Event, &str, u64) -> Result<(), E>,
+    f: impl FnMut(Event, &str, u64) -> Result<(), E>,
+) -> Result<Result<StreamEnd, E>, LogError> {
+    stream_as::<Events, E>(path, after, f)
+}
+
+/// `stream`, each line decoded by `D`.
+pub fn stream_as<D: Decode, E>(
+    path: &Path,
+    after: u64,
+    mut f: impl for<'l> FnMut(D::Out<'l>, &'l str, u64) -> Result<(), E>,
 ) -> Result<Result<StreamEnd, E>, LogError> {
     let Some((file, len)) = open(path)? else {
         return Ok(Ok(StreamEnd::default()));
@@ -228,27 +259,36 @@ pub fn stream<E>(
             break;
         }
         let line = &buf[..n - 1];
-        let ev = match decode_line(path, end.offset, line) {
-            Ok(ev) => ev,
+        let decoded = std::str::from_utf8(line)
+            .map_err(|_| event::DecodeError::Json("not UTF-8".into()))
+            .and_then(|text| Ok((D::decode(text)?, text)));
+        let (ev, text) = match decoded {
+            Ok(decoded) => decoded,
             // A damaged last line without anything after it is torn, not corrupt.
             Err(_) if end.offset + n as u64 >= len => {
                 end.torn_bytes = n as u64;
                 break;
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                return Err(LogError::Corrupt {
+                    path: path.to_path_buf(),
+                    offset: end.offset,
+                    detail: e.to_string(),
+                });
+            }
         };
-        if ev.seq <= end.last_seq {
+        let seq = D::seq(&ev);
+        if seq <= end.last_seq {
             return Err(LogError::Corrupt {
                 path: path.to_path_buf(),
                 offset: end.offset,
-                detail: format!("seq {} does not follow {}", ev.seq, end.last_seq),
+                detail: format!("seq {seq} does not follow {}", end.last_seq),
             });
         }
         let at = end.offset;
-        end.last_seq = ev.seq;
+        end.last_seq = seq;
         end.events += 1;
         end.offset += n as u64;
-        let text = std::str::from_utf8(line).expect("decoded lines are UTF-8");
         if let Err(e) = f(ev, text, at) {
             return Ok(Err(e));
         }

@@ -11,6 +11,8 @@
 
 mod project;
 pub mod read;
+mod tables;
+mod view;
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -23,7 +25,9 @@ use rusqlite::{Connection, OpenFlags};
 use crate::event::Event;
 use crate::layout::Layout;
 use crate::store::logread::{self, Located, LogError, StreamEnd};
-use project::{Projector, Stmts};
+use project::Projector;
+use tables::{NothingElse, Outbox, Stmts};
+use view::{EventView, Views};
 
 /// Bumped whenever the tables or the projection change; an index of another version is rebuilt.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -57,8 +61,10 @@ CREATE TABLE problems (path TEXT PRIMARY KEY, task_id TEXT, kind TEXT NOT NULL, 
   seq INTEGER NOT NULL, ts TEXT NOT NULL) WITHOUT ROWID;
 ";
 
-/// Created after a rebuild has loaded the rows (faster than maintaining them row by row).
-/// `tasks_by_status` covers what `list` shows, so listing reads the index alone.
+/// Created with the tables, so a rebuild maintains them as it writes: its writing thread
+/// has time to spare while the reading thread projects, and creating them at the end took a
+/// tenth of a rebuild on one thread alone. `tasks_by_status` covers what `list` shows, so
+/// listing reads the index alone.
 const INDEXES: &str = "
 CREATE INDEX tasks_by_status ON tasks(status, priority_rank, created_seq, agent, priority, attempt, updated_at, title);
 CREATE INDEX tasks_by_agent ON tasks(agent, status, priority_rank, created_seq);
@@ -138,10 +144,12 @@ fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> Ind
     }
 }
 
-/// Create the tables (without secondary indexes) in an empty database.
+/// Create the tables and their indexes in an empty database.
 fn create_tables(conn: &Connection, path: &Path) -> Result<(), IndexError> {
     conn.execute_batch(TABLES)
         .map_err(sql_err(path, "create the tables of"))?;
+    conn.execute_batch(INDEXES)
+        .map_err(sql_err(path, "create the indexes of"))?;
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('last_seq', '0')",
         [SCHEMA_VERSION.to_string()],
@@ -150,87 +158,142 @@ fn create_tables(conn: &Connection, path: &Path) -> Result<(), IndexError> {
     Ok(())
 }
 
-/// Rows a long projection keeps in memory before it writes them out.
-const FLUSH_AT_ROWS: usize = 100_000;
-
-/// Project every event of the log with `seq > after` into `conn`, in one transaction.
-/// `empty`: the database holds no rows yet, so rows not seen in this run do not exist.
-/// A second thread reads and verifies the log while this one writes the rows; the chunks of
-/// parsed events go back to it to be dropped, so memory is freed by the thread that
-/// allocated it (glibc's arenas make freeing across threads slow).
+/// Project the log into `conn`, in one transaction: every event with `seq > after`, or,
+/// `after` being `None`, every event into a database that holds no rows yet (a rebuild), which
+/// lets the projection run on a thread of its own (`project_beside`). Otherwise it may have to
+/// read rows back, and runs on this one (`project_here`).
 fn project_log(
     conn: &mut Connection,
     db: &Path,
     log: &Path,
-    after: u64,
-    empty: bool,
+    after: Option<u64>,
 ) -> Result<StreamEnd, IndexError> {
-    // Only the place of each line crosses over, not the line: its length and checksum are
-    // all the projection keeps of it.
-    type Chunk = Vec<(Event, Located)>;
     let tx = conn
         .transaction()
         .map_err(sql_err(db, "begin a transaction on"))?;
-    let (to_writer, from_reader) = std::sync::mpsc::sync_channel::<Chunk>(AHEAD);
-    let (to_reader, from_writer) = std::sync::mpsc::channel::<Chunk>();
+    let end = match after {
+        None => project_beside(&tx, db, log)?,
+        Some(after) => project_here(&tx, db, log, after)?,
+    };
+    tx.commit().map_err(sql_err(db, "commit"))?;
+    Ok(end)
+}
+
+/// Project on the thread that holds the connection: rows not cached are read back from it.
+/// The outbox is written at each flush, before any row can be read back.
+fn project_here(conn: &Connection, db: &Path, log: &Path, after: u64) -> Result<StreamEnd, IndexError> {
+    let mut st = Stmts::new(conn).map_err(sql_err(db, "prepare statements for"))?;
+    let mut projector = Projector::new(false, after);
+    let mut out = Outbox::default();
+    let end = logread::stream_as::<Views, rusqlite::Error>(log, after, |ev, line, at| {
+        projector.apply_all(&mut st, &mut out, [(&ev, &Located::of(line, at))])?;
+        let flush = projector.should_flush();
+        if flush {
+            projector.flush(&mut out);
+        }
+        if flush || out.events() >= CHUNK {
+            out.write(&mut st)?;
+            out.clear();
+        }
+        Ok(())
+    })?;
+    let end = end.map_err(sql_err(db, "write the projection into"))?;
+    projector.flush(&mut out);
+    out.write(&mut st)
+        .map_err(sql_err(db, "write the projection into"))?;
+    Ok(end)
+}
+
+/// What the reading thread of a rebuild hands over.
+enum Handed {
+    Rows(Outbox),
+    /// How its stream ended; nothing follows.
+    End(Result<Result<StreamEnd, ()>, LogError>),
+}
+
+/// Project into an empty database on two threads: the reading thread reads, verifies,
+/// decodes and projects the log (keeping every row, so nothing is read back), and hands
+/// over outboxes of rows; this thread, which holds the connection, writes them. The
+/// outboxes go back to the reader to be emptied and reused, so memory is freed by the
+/// thread that allocated it (glibc's arenas make freeing across threads slow). The reader
+/// reports its end before it frees the rows it kept, and is not waited for: freeing them
+/// takes a tenth of its time, and the writer has the last rows to write meanwhile.
+fn project_beside(conn: &Connection, db: &Path, log: &Path) -> Result<StreamEnd, IndexError> {
+    let (to_writer, from_reader) = std::sync::mpsc::sync_channel::<Handed>(AHEAD);
+    let (to_reader, from_writer) = std::sync::mpsc::channel::<Outbox>();
     let log_path = log.to_path_buf();
-    let reader = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("index-read".into())
         .spawn(move || {
-            let mut chunk: Chunk = Vec::with_capacity(CHUNK);
-            let end = logread::stream(&log_path, after, |ev, line, at| {
-                chunk.push((ev, Located::of(line, at)));
-                if chunk.len() == CHUNK {
-                    // Chunks come back to be dropped here: memory is freed by the thread
-                    // that allocated it.
-                    let next = match from_writer.try_recv() {
-                        Ok(mut used) => {
-                            used.clear();
-                            used
-                        }
-                        Err(_) => Vec::with_capacity(CHUNK),
-                    };
-                    to_writer
-                        .send(std::mem::replace(&mut chunk, next))
-                        .map_err(|_| ())?;
+            let mut projector = Projector::keeping();
+            let mut out = Outbox::default();
+            let hand_over = |out: &mut Outbox| {
+                let next = match from_writer.try_recv() {
+                    Ok(mut used) => {
+                        used.clear();
+                        used
+                    }
+                    Err(_) => Outbox::default(),
+                };
+                to_writer
+                    .send(Handed::Rows(std::mem::replace(out, next)))
+                    .map_err(|_| ())
+            };
+            let end = logread::stream_as::<Views, ()>(&log_path, 0, |ev, line, at| {
+                let at = Located::of(line, at);
+                // Nothing is read back: `NothingElse` cannot fail.
+                projector
+                    .apply_all(&mut NothingElse, &mut out, [(&ev, &at)])
+                    .map_err(|_| ())?;
+                let flush = projector.should_flush();
+                if flush {
+                    projector.flush(&mut out);
                 }
-                Ok::<(), ()>(())
+                if flush || out.events() >= CHUNK {
+                    hand_over(&mut out)?;
+                }
+                Ok(())
             });
-            if !chunk.is_empty() {
-                let _ = to_writer.send(chunk);
+            if matches!(end, Ok(Ok(_))) {
+                projector.flush(&mut out);
+                let _ = hand_over(&mut out);
             }
+            let _ = to_writer.send(Handed::End(end));
             drop(to_writer);
+            drop(projector);
             for used in from_writer {
                 drop(used);
             }
-            end
+            // Nobody waits for this thread, so it returns what it freed itself (a daemon
+            // that rebuilt its index at start would otherwise keep ~10 MB of it).
+            crate::memory::release();
         })
         .map_err(io_err(log, "start a thread to read"))?;
+    let mut end = None;
     let written = (|| {
-        let mut st = Stmts::new(&tx)?;
-        let mut projector = Projector::new(empty, after);
-        for chunk in from_reader {
-            projector.apply_all(&mut st, chunk.iter().map(|(ev, at)| (ev, at)))?;
-            let _ = to_reader.send(chunk);
-            if projector.cached() >= FLUSH_AT_ROWS {
-                projector.flush(&mut st)?;
+        let mut st = Stmts::new(conn)?;
+        for handed in from_reader {
+            match handed {
+                Handed::Rows(out) => {
+                    out.write(&mut st)?;
+                    let _ = to_reader.send(out);
+                }
+                Handed::End(stream_end) => end = Some(stream_end),
             }
         }
-        drop(to_reader);
-        projector.flush(&mut st)
+        Ok(())
     })();
-    // The reader ends on its own: at the end of the log, or when the writer is gone.
-    let end = reader.join().map_err(|_| IndexError::Foreign {
-        path: log.to_path_buf(),
-        detail: "the thread reading it panicked".into(),
-    })?;
+    drop(to_reader);
     written.map_err(sql_err(db, "write the projection into"))?;
-    let end = end?.map_err(|()| IndexError::Foreign {
+    // The reader ends on its own: at the end of the log, or when the writer is gone.
+    let end = end.ok_or_else(|| IndexError::Foreign {
+        path: log.to_path_buf(),
+        detail: "the thread reading it stopped without an end".into(),
+    })?;
+    end?.map_err(|()| IndexError::Foreign {
         path: db.to_path_buf(),
         detail: "the projection stopped early".into(),
-    })?;
-    tx.commit().map_err(sql_err(db, "commit"))?;
-    Ok(end)
+    })
 }
 
 /// Open a SQLite connection (a file, or a `file:` URI with `SQLITE_OPEN_URI`). Every
@@ -269,14 +332,11 @@ fn configure_sqlite() {
     });
 }
 
-/// Chunks the reading thread may be ahead of the writing one: enough to keep decoding while
-/// the writer flushes its cached rows (a flush of `FLUSH_AT_ROWS` takes as long as decoding
-/// ~100,000 events). With two, the reader stood still through every flush; with 128 a rebuild
-/// of 1,000,000 events took 12–28 % less time and its peak memory went from 182 to 366 MB (a
-/// decoded event holds ~1.4 KB), all returned when it ends.
+/// Outboxes the reading thread may be ahead of the writing one: enough to keep projecting
+/// while the writer writes the rows of a flush (as long as projecting ~100,000 events).
 const AHEAD: usize = 128;
 
-/// Lines parsed per hand-over from the reading thread to the writing one.
+/// Events rows an outbox collects before it is written (or handed over).
 const CHUNK: usize = 1024;
 
 /// How a rebuild configures its new file: a scratch file until it is renamed into place, so
@@ -314,9 +374,7 @@ pub fn rebuild(db: &Path, log: &Path) -> Result<RebuildReport, IndexError> {
     conn.execute_batch(SCRATCH_PRAGMAS)
         .map_err(sql_err(&tmp, "configure"))?;
     create_tables(&conn, &tmp)?;
-    let end = project_log(&mut conn, &tmp, log, 0, true)?;
-    conn.execute_batch(INDEXES)
-        .map_err(sql_err(&tmp, "create the indexes of"))?;
+    let end = project_log(&mut conn, &tmp, log, None)?;
     let tasks: u64 = conn
         .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
         .map_err(sql_err(&tmp, "count the tasks of"))?;
@@ -496,7 +554,7 @@ impl Index {
 
     /// Apply what the log holds beyond `last_seq`.
     pub fn catch_up(&mut self) -> Result<u64, IndexError> {
-        let end = project_log(&mut self.conn, &self.path, &self.log, self.last_seq, false)?;
+        let end = project_log(&mut self.conn, &self.path, &self.log, Some(self.last_seq))?;
         if end.events > 0 {
             self.last_seq = end.last_seq;
             self.next_offset = end.offset;
@@ -558,11 +616,17 @@ impl Index {
             }
             offset += at.len + 1;
         }
-        // The events themselves are projected, not their lines read back: every `Event` reads
-        // back from its line as it was (`event::decode`, tested), so a rebuild, which
-        // projects the decoded lines, writes the same rows.
+        // The events themselves are projected, not their lines read back: an event's view
+        // reads back from its line as it was (`EventView::decode`, tested), so a rebuild,
+        // which projects the decoded lines, writes the same rows.
+        let views: Vec<EventView> = fresh.iter().map(|(ev, _)| EventView::of(ev)).collect();
+        let mut out = Outbox::default();
         projector
-            .apply_all(&mut st, fresh.iter().copied())
+            .apply_all(
+                &mut st,
+                &mut out,
+                views.iter().zip(fresh.iter().map(|(_, at)| *at)),
+            )
             .map_err(sql_err(&db, "write the projection into"))?;
         let last = fresh.last().map(|(ev, at)| (ev.seq, **at));
         // The batch is durable before it is handed over: its last line must be where the
@@ -579,8 +643,8 @@ impl Index {
                 ),
             });
         }
-        projector
-            .flush(&mut st)
+        projector.flush(&mut out);
+        out.write(&mut st)
             .map_err(sql_err(&db, "write the projection into"))?;
         drop(st);
         tx.commit().map_err(sql_err(&db, "commit"))?;

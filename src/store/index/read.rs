@@ -347,9 +347,7 @@ impl Reader {
         let memory = Path::new(":memory:");
         let mut conn = super::open_in_memory().map_err(sql_err(memory, "open"))?;
         super::create_tables(&conn, memory)?;
-        conn.execute_batch(super::INDEXES)
-            .map_err(sql_err(memory, "create the indexes of"))?;
-        let end = super::project_log(&mut conn, memory, log, 0, true)?;
+        let end = super::project_log(&mut conn, memory, log, None)?;
         Ok((
             Reader {
                 conn,
