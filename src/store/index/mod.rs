@@ -340,9 +340,11 @@ const AHEAD: usize = 128;
 const CHUNK: usize = 1024;
 
 /// How a rebuild configures its new file: a scratch file until it is renamed into place, so
-/// no journal and no syncs (one fsync at the end).
+/// no journal and no syncs (one fsync at the end). A page cache of up to 256 MB: the index of
+/// 1,000,000 events is ~160 MB, and with 64 MB the pages its indexes touch went out to the
+/// file and back (a rebuild 15 % slower); the memory is freed when the rebuild closes it.
 pub const SCRATCH_PRAGMAS: &str = "PRAGMA page_size=16384; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
-    PRAGMA locking_mode=EXCLUSIVE; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;";
+    PRAGMA locking_mode=EXCLUSIVE; PRAGMA cache_size=-262144; PRAGMA temp_store=MEMORY;";
 
 /// What a rebuild did.
 #[derive(Debug, Clone, serde::Serialize)]
