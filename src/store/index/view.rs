@@ -198,7 +198,7 @@ impl<'a> EventView<'a> {
     }
 }
 
-impl<'a> Data<'a> {
+impl<'a> Members<'a> for Data<'a> {
     fn slot(&mut self, key: &str) -> Option<&mut Option<Loose<'a>>> {
         Some(match key {
             "problem" => &mut self.problem,
@@ -214,20 +214,12 @@ impl<'a> Data<'a> {
         })
     }
 
-    fn of(map: &'a Map<String, Value>) -> Data<'a> {
-        let mut data = Data::default();
-        for (key, value) in map {
-            if key == "task" {
-                data.task = Some(value.as_object().map(TaskMeta::of).unwrap_or_default());
-            } else if let Some(slot) = data.slot(key) {
-                *slot = Some(Loose::of(value));
-            }
-        }
-        data
+    fn task(&mut self) -> Option<&mut Option<TaskMeta<'a>>> {
+        Some(&mut self.task)
     }
 }
 
-impl<'a> TaskMeta<'a> {
+impl<'a> Members<'a> for TaskMeta<'a> {
     fn slot(&mut self, key: &str) -> Option<&mut Option<Loose<'a>>> {
         Some(match key {
             "title" => &mut self.title,
@@ -238,15 +230,45 @@ impl<'a> TaskMeta<'a> {
             _ => return None,
         })
     }
+}
 
-    fn of(map: &'a Map<String, Value>) -> TaskMeta<'a> {
-        let mut meta = TaskMeta::default();
+/// An object of which some members are read (`Data`, `TaskMeta`), from a line or from a map
+/// the daemon holds, the same way.
+trait Members<'a>: Default {
+    /// Where the member `key` goes, if it is one of ours.
+    fn slot(&mut self, key: &str) -> Option<&mut Option<Loose<'a>>>;
+
+    /// `task`, the one member read as an object of its own (in `Data` only).
+    fn task(&mut self) -> Option<&mut Option<TaskMeta<'a>>> {
+        None
+    }
+
+    fn of(map: &'a Map<String, Value>) -> Self {
+        let mut out = Self::default();
         for (key, value) in map {
-            if let Some(slot) = meta.slot(key) {
+            if key == "task"
+                && let Some(task) = out.task()
+            {
+                *task = Some(value.as_object().map(TaskMeta::of).unwrap_or_default());
+            } else if let Some(slot) = out.slot(key) {
                 *slot = Some(Loose::of(value));
             }
         }
-        meta
+        out
+    }
+
+    /// Read the value of member `key` if it is one of ours; `false`: not ours, not read.
+    fn read<'de: 'a, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        if key == "task"
+            && let Some(task) = self.task()
+        {
+            *task = Some(map.next_value()?);
+        } else if let Some(slot) = self.slot(key) {
+            *slot = Some(map.next_value()?);
+        } else {
+            return Ok(false);
+        }
+        Ok(true)
     }
 }
 
@@ -328,35 +350,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
             }
         }
         d.deserialize_str(KeyVisitor(std::marker::PhantomData))
-    }
-}
-
-/// An object of which some members are read (`Data`, `TaskMeta`).
-trait Members<'a>: Default {
-    /// Read the value of member `key` if it is one of ours; `false`: not ours, not read.
-    fn read<'de: 'a, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error>;
-}
-
-impl<'a> Members<'a> for Data<'a> {
-    fn read<'de: 'a, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
-        if key == "task" {
-            self.task = Some(map.next_value()?);
-        } else if let Some(slot) = self.slot(key) {
-            *slot = Some(map.next_value()?);
-        } else {
-            return Ok(false);
-        }
-        Ok(true)
-    }
-}
-
-impl<'a> Members<'a> for TaskMeta<'a> {
-    fn read<'de: 'a, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
-        let Some(slot) = self.slot(key) else {
-            return Ok(false);
-        };
-        *slot = Some(map.next_value()?);
-        Ok(true)
     }
 }
 
