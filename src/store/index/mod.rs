@@ -621,15 +621,12 @@ impl Index {
         // The events themselves are projected, not their lines read back: an event's view
         // reads back from its line as it was (`EventView::decode`, tested), so a rebuild,
         // which projects the decoded lines, writes the same rows.
-        let views: Vec<EventView> = fresh.iter().map(|(ev, _)| EventView::of(ev)).collect();
         let mut out = Outbox::default();
-        projector
-            .apply_all(
-                &mut st,
-                &mut out,
-                views.iter().zip(fresh.iter().map(|(_, at)| *at)),
-            )
-            .map_err(sql_err(&db, "write the projection into"))?;
+        for (ev, at) in &fresh {
+            projector
+                .apply_all(&mut st, &mut out, [(&EventView::of(ev), *at)])
+                .map_err(sql_err(&db, "write the projection into"))?;
+        }
         let last = fresh.last().map(|(ev, at)| (ev.seq, **at));
         // The batch is durable before it is handed over: its last line must be where the
         // offsets say. If not (the log was written some other way), nothing is committed and
