@@ -345,3 +345,47 @@ fn every_event_row_locates_its_own_line() {
         assert_eq!(seqs, [150], "{}", db.display());
     }
 }
+
+#[test]
+fn a_projection_that_keeps_its_rows_writes_the_same_rows_whenever_it_flushes() {
+    // A rebuild's projector keeps every row and hands over only those changed since its last
+    // flush; flushing after any number of events must leave the rows a single flush leaves.
+    let dir = tempfile::tempdir().unwrap();
+    let mut evs = history();
+    let log = write_log(dir.path(), &mut evs);
+    let reference = dir.path().join("rebuilt.sqlite");
+    rebuild(&reference, &log).unwrap();
+    for every in [1, 2, 3, 5] {
+        let db = dir.path().join(format!("every{every}.sqlite"));
+        let mut conn = connect(
+            &db,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
+        .unwrap();
+        create_tables(&conn, &db).unwrap();
+        let tx = conn.transaction().unwrap();
+        let mut st = Stmts::new(&tx).unwrap();
+        let mut projector = Projector::keeping();
+        let mut out = Outbox::default();
+        let mut applied = 0;
+        let end = logread::stream_as::<Views, rusqlite::Error>(&log, 0, |ev, line, at| {
+            projector.apply_all(&mut NothingElse, &mut out, [(&ev, &Located::of(line, at))])?;
+            applied += 1;
+            if applied % every == 0 {
+                projector.flush(&mut out);
+                out.write(&mut st)?;
+                out.clear();
+            }
+            Ok(())
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(end.events, evs.len() as u64);
+        projector.flush(&mut out);
+        out.write(&mut st).unwrap();
+        drop(st);
+        tx.commit().unwrap();
+        drop(conn);
+        assert_eq!(same(&db, &reference), None, "a flush every {every} events");
+    }
+}
