@@ -183,6 +183,7 @@ pub fn is_yaml_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn abs_joins_as_path_join_does() {
@@ -201,7 +202,6 @@ mod tests {
         assert!(!directly_in_inbox("work/collaboration/inbox/"));
         assert!(!directly_in_inbox("work/collaboration/assigned/bot/a.yaml"));
     }
-    use proptest::prelude::*;
 
     fn by_components(root: &str, path: &str) -> String {
         Path::new(path)

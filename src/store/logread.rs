@@ -98,9 +98,18 @@ fn quick_seq(line: &[u8]) -> Option<u64> {
 }
 
 fn decode_line(path: &Path, offset: u64, bytes: &[u8]) -> Result<Event, LogError> {
+    decode_as::<Events>(path, offset, bytes).map(|(ev, _)| ev)
+}
+
+/// A line decoded by `D`, with its text.
+fn decode_as<'l, D: Decode>(
+    path: &Path,
+    offset: u64,
+    bytes: &'l [u8],
+) -> Result<(D::Out<'l>, &'l str), LogError> {
     std::str::from_utf8(bytes)
         .map_err(|_| event::DecodeError::Json("not UTF-8".into()))
-        .and_then(event::decode)
+        .and_then(|text| Ok((D::decode(text)?, text)))
         .map_err(|e| LogError::Corrupt {
             path: path.to_path_buf(),
             offset,
@@ -259,23 +268,14 @@ pub fn stream_as<D: Decode, E>(
             break;
         }
         let line = &buf[..n - 1];
-        let decoded = std::str::from_utf8(line)
-            .map_err(|_| event::DecodeError::Json("not UTF-8".into()))
-            .and_then(|text| Ok((D::decode(text)?, text)));
-        let (ev, text) = match decoded {
+        let (ev, text) = match decode_as::<D>(path, end.offset, line) {
             Ok(decoded) => decoded,
             // A damaged last line without anything after it is torn, not corrupt.
             Err(_) if end.offset + n as u64 >= len => {
                 end.torn_bytes = n as u64;
                 break;
             }
-            Err(e) => {
-                return Err(LogError::Corrupt {
-                    path: path.to_path_buf(),
-                    offset: end.offset,
-                    detail: e.to_string(),
-                });
-            }
+            Err(e) => return Err(e),
         };
         let seq = D::seq(&ev);
         if seq <= end.last_seq {

@@ -186,12 +186,7 @@ fn project_here(conn: &Connection, db: &Path, log: &Path, after: u64) -> Result<
     let mut projector = Projector::new(false, after);
     let mut out = Outbox::default();
     let end = logread::stream_as::<Views, rusqlite::Error>(log, after, |ev, line, at| {
-        projector.apply_all(&mut st, &mut out, [(&ev, &Located::of(line, at))])?;
-        let flush = projector.should_flush();
-        if flush {
-            projector.flush(&mut out);
-        }
-        if flush || out.events() >= CHUNK {
+        if projector.step(&mut st, &mut out, &ev, &Located::of(line, at), CHUNK)? {
             out.write(&mut st)?;
             out.clear();
         }
@@ -240,16 +235,11 @@ fn project_beside(conn: &Connection, db: &Path, log: &Path) -> Result<StreamEnd,
                     .map_err(|_| ())
             };
             let end = logread::stream_as::<Views, ()>(&log_path, 0, |ev, line, at| {
-                let at = Located::of(line, at);
                 // Nothing is read back: `NothingElse` cannot fail.
-                projector
-                    .apply_all(&mut NothingElse, &mut out, [(&ev, &at)])
+                let due = projector
+                    .step(&mut NothingElse, &mut out, &ev, &Located::of(line, at), CHUNK)
                     .map_err(|_| ())?;
-                let flush = projector.should_flush();
-                if flush {
-                    projector.flush(&mut out);
-                }
-                if flush || out.events() >= CHUNK {
+                if due {
                     hand_over(&mut out)?;
                 }
                 Ok(())
@@ -332,8 +322,9 @@ fn configure_sqlite() {
     });
 }
 
-/// Outboxes the reading thread may be ahead of the writing one: enough to keep projecting
-/// while the writer writes the rows of a flush (as long as projecting ~100,000 events).
+/// Outboxes the reading thread may be ahead of the writing one (each ~1,024 events rows, a
+/// flush's more): the depth run 21 measured for its queue of decoded events, kept for the
+/// outboxes without being measured again.
 const AHEAD: usize = 128;
 
 /// Events rows an outbox collects before it is written (or handed over).
@@ -600,12 +591,10 @@ impl Index {
             projector = projector.without_problems();
         }
         let mut offset = self.next_offset;
-        let fresh: Vec<(&Event, &Located)> = events
-            .iter()
-            .zip(places)
-            .filter(|(e, _)| e.seq > self.last_seq)
-            .collect();
-        for (ev, at) in &fresh {
+        let mut out = Outbox::default();
+        let mut last: Option<(u64, Located)> = None;
+        let mut applied = 0;
+        for (ev, at) in events.iter().zip(places).filter(|(e, _)| e.seq > self.last_seq) {
             // The log is contiguous: each line starts where the one before ended.
             if at.offset != offset {
                 return Err(IndexError::Foreign {
@@ -616,18 +605,16 @@ impl Index {
                     ),
                 });
             }
-            offset += at.len + 1;
-        }
-        // The events themselves are projected, not their lines read back: an event's view
-        // reads back from its line as it was (`EventView::decode`, tested), so a rebuild,
-        // which projects the decoded lines, writes the same rows.
-        let mut out = Outbox::default();
-        for (ev, at) in &fresh {
+            // The event itself is projected, not its line read back: an event's view reads
+            // back from its line as it was (`EventView::decode`, tested), so a rebuild, which
+            // projects the decoded lines, writes the same rows.
             projector
-                .apply_all(&mut st, &mut out, [(&EventView::of(ev), *at)])
+                .apply(&mut st, &mut out, &EventView::of(ev), at)
                 .map_err(sql_err(&db, "write the projection into"))?;
+            last = Some((ev.seq, *at));
+            offset += at.len + 1;
+            applied += 1;
         }
-        let last = fresh.last().map(|(ev, at)| (ev.seq, **at));
         // The batch is durable before it is handed over: its last line must be where the
         // offsets say. If not (the log was written some other way), nothing is committed and
         // the next open rebuilds.
@@ -649,7 +636,7 @@ impl Index {
         tx.commit().map_err(sql_err(&db, "commit"))?;
         self.last_seq = projector.last_seq();
         self.next_offset = offset;
-        Ok(fresh.len())
+        Ok(applied)
     }
 
     /// Copy the WAL into the database and empty it. `false`: a reader held an older snapshot

@@ -7,7 +7,7 @@
 //! `EventView` and writes nothing itself: never SQLite, the log, task files or the write
 //! side's state.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
@@ -228,12 +228,12 @@ fn outcome_of(event: &str) -> Option<&'static str> {
     })
 }
 
-fn owned(text: &Option<std::borrow::Cow<str>>) -> Option<String> {
+fn owned(text: &Option<Cow<str>>) -> Option<String> {
     text.as_deref().map(str::to_string)
 }
 
 /// Overwrite an optional text in the memory it already has.
-fn set_opt(field: &mut Option<String>, value: &Option<std::borrow::Cow<str>>) {
+fn set_opt(field: &mut Option<String>, value: &Option<Cow<str>>) {
     match (field.as_mut(), value.as_deref()) {
         (Some(f), Some(v)) => set(f, v),
         (_, v) => *field = v.map(str::to_string),
@@ -256,7 +256,7 @@ impl Projector {
 
     /// For a database with no rows yet, a projector that keeps every row it writes, so it
     /// never needs to read one back (`tables::NothingElse`). Memory grows with the tasks and
-    /// attempts of the log (~1 KB each), as the daemon's own state does.
+    /// attempts of the log (~2.5 KB a task with its attempts), as the daemon's own state does.
     pub(super) fn keeping() -> Projector {
         Projector {
             keep: true,
@@ -275,22 +275,15 @@ impl Projector {
         self.last_seq
     }
 
-    /// Apply events, each with where its line is in the log, in order.
-    pub(super) fn apply_all<'e, 'v: 'e>(
+    /// Apply one event, with where its line is in the log.
+    pub(super) fn apply(
         &mut self,
         load: &mut impl Load,
         out: &mut Outbox,
-        events: impl IntoIterator<Item = (&'e EventView<'v>, &'e Located)>,
+        ev: &EventView,
+        at: &Located,
     ) -> rusqlite::Result<()> {
-        for (ev, at) in events {
-            out.event(ev.seq, ev.task_id.as_deref(), &ev.event, *at);
-            self.apply(load, out, ev)?;
-        }
-        Ok(())
-    }
-
-    /// Apply one event to every table but `events`.
-    fn apply(&mut self, load: &mut impl Load, out: &mut Outbox, ev: &EventView) -> rusqlite::Result<()> {
+        out.event(ev.seq, ev.task_id.as_deref(), &ev.event, *at);
         self.last_seq = ev.seq;
         self.applied += 1;
         if let Some(run_id) = &ev.run_id {
@@ -303,9 +296,28 @@ impl Projector {
         self.task(load, ev)
     }
 
+    /// `apply` within a long projection (a rebuild, a catch-up), flushing when it should;
+    /// `true` when the outbox is due to be written: after a flush (a projector that reads
+    /// rows back must not read one still in the outbox), or once it holds `chunk` events.
+    pub(super) fn step(
+        &mut self,
+        load: &mut impl Load,
+        out: &mut Outbox,
+        ev: &EventView,
+        at: &Located,
+        chunk: usize,
+    ) -> rusqlite::Result<bool> {
+        self.apply(load, out, ev, at)?;
+        let flush = self.should_flush();
+        if flush {
+            self.flush(out);
+        }
+        Ok(flush || out.events() >= chunk)
+    }
+
     /// Has it changed enough rows (or, keeping every row, applied enough events) that a long
     /// projection should write them out now?
-    pub(super) fn should_flush(&self) -> bool {
+    fn should_flush(&self) -> bool {
         if self.keep {
             self.applied >= FLUSH_AT
         } else {
@@ -628,7 +640,7 @@ fn apply_meta(row: &mut TaskRow, meta: &TaskMeta) {
     }
 }
 
-/// One `cost_update` event as a costs row: the metrics of an agent's JSON result.
+/// The costs row of a `cost_update` event: the metrics of an agent's JSON result.
 fn cost<'e>(ev: &'e EventView) -> CostRow<'e> {
     let d = &ev.data;
     let num = |v: &Option<super::view::Loose>| v.as_ref().and_then(|v| v.as_u64());

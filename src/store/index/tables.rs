@@ -272,7 +272,7 @@ impl Outbox {
         self.text(&serde_json::to_string(items).expect("strings serialize"))
     }
 
-    /// One `cost_update` event as a costs row: the metrics of an agent's JSON result.
+    /// In the order of the costs table's columns (`day` from `ts`).
     pub(super) fn cost(&mut self, c: &CostRow) {
         self.begin(Kind::Cost)
             .uint(c.seq)

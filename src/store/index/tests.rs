@@ -369,7 +369,7 @@ fn a_projection_that_keeps_its_rows_writes_the_same_rows_whenever_it_flushes() {
         let mut out = Outbox::default();
         let mut applied = 0;
         let end = logread::stream_as::<Views, rusqlite::Error>(&log, 0, |ev, line, at| {
-            projector.apply_all(&mut NothingElse, &mut out, [(&ev, &Located::of(line, at))])?;
+            projector.apply(&mut NothingElse, &mut out, &ev, &Located::of(line, at))?;
             applied += 1;
             if applied % every == 0 {
                 projector.flush(&mut out);
