@@ -9,6 +9,7 @@
 //! incrementally maintained one row for row). The read half is `read`, which opens the file
 //! read-only and is all the query side may use. Nothing here touches task files or the log.
 
+mod json;
 mod project;
 pub mod read;
 mod tables;

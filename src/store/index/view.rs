@@ -1,62 +1,46 @@
 //! What the projection reads of an event: `EventView`, borrowed either from a log line or from
 //! an `Event` the daemon holds. A rebuild decodes a million lines, and decoding each into an
 //! `Event` (every member an owned string, `data` and `edits` maps of owned keys) was most of
-//! its reading thread; a view decodes only the members the projection reads, borrowing their
-//! text from the line. `EventView::decode(encode(e))` equals `EventView::of(e)` for every
-//! event (tested), so a rebuilt index equals the incrementally maintained one.
+//! its reading thread; a view reads only the members the projection reads (`json::Reader`),
+//! borrowing their text from the line, and skips the rest. `EventView::decode(encode(e))`
+//! equals `EventView::of(e)` for every event (tested), so a rebuilt index equals the
+//! incrementally maintained one. A line an `Event` could not be decoded from (a member of the
+//! wrong type, a required one missing) is not decoded into a view either.
 //!
 //! Members inside `data` are read as loosely as `serde_json::Value` reads them (a member of
 //! an unexpected type is not an error, it just is not a string, a number, …), because that is
-//! how the projection read them before views existed. Touches no file and no database.
+//! how the projection read them before views existed. A member seen twice keeps its last
+//! value, as in a `serde_json::Map`. Touches no file and no database.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use super::json::{self, Kind, Number, Reader};
 use crate::event::{self, DecodeError, Event};
 
 type Text<'a> = Option<Cow<'a, str>>;
 
 /// The members of an event the projection reads.
-#[derive(Debug, Default, PartialEq, Deserialize)]
+#[derive(Debug, Default, PartialEq)]
 pub(super) struct EventView<'a> {
     pub seq: u64,
-    #[serde(borrow)]
     pub ts: Cow<'a, str>,
-    #[serde(borrow)]
     pub event: Cow<'a, str>,
-    #[serde(default, borrow)]
     pub task_id: Text<'a>,
-    #[serde(default, borrow)]
     pub run_id: Text<'a>,
-    #[serde(default, borrow)]
     pub agent: Text<'a>,
-    #[serde(default, borrow)]
     pub to: Text<'a>,
-    #[serde(default, borrow)]
     pub path: Text<'a>,
-    #[serde(default, borrow)]
     pub src: Text<'a>,
-    #[serde(default, borrow)]
     pub op: Text<'a>,
-    #[serde(default)]
     pub attempt: Option<u32>,
-    #[serde(default)]
     pub pid: Option<u32>,
-    #[serde(default)]
     pub exit_code: Option<i32>,
-    #[serde(default)]
     pub duration_ms: Option<u64>,
-    #[serde(default, borrow)]
     pub log_paths: Option<Vec<Cow<'a, str>>>,
-    #[serde(default, borrow)]
     pub summary: Text<'a>,
-    #[serde(default, borrow)]
     pub error: Text<'a>,
-    #[serde(default, borrow)]
     pub data: Data<'a>,
 }
 
@@ -140,6 +124,35 @@ impl<'a> Loose<'a> {
         }
     }
 
+    /// Read a value from a line.
+    fn read(r: &mut Reader<'a>) -> json::Result<Loose<'a>> {
+        Ok(match r.kind()? {
+            Kind::String => Loose::Str(r.string()?),
+            Kind::Bool => Loose::Bool(r.bool()?),
+            Kind::Number => match r.number()? {
+                Number::U64(n) => Loose::U64(n),
+                Number::I64(n) => Loose::I64(n),
+                Number::F64(f) => Loose::F64(f),
+            },
+            Kind::Array => {
+                let mut strings = Vec::new();
+                r.elements(|r| {
+                    if r.kind()? == Kind::String {
+                        strings.push(r.string()?);
+                    } else {
+                        r.skip()?;
+                    }
+                    Ok(())
+                })?;
+                Loose::Strings(strings)
+            }
+            Kind::Object | Kind::Null => {
+                r.skip()?;
+                Loose::Other
+            }
+        })
+    }
+
     /// The same reading of a value the daemon holds.
     fn of(value: &'a Value) -> Loose<'a> {
         match value {
@@ -166,7 +179,45 @@ impl<'a> EventView<'a> {
     /// Check a line's checksum and decode what the projection reads of it.
     pub fn decode(line: &'a str) -> Result<EventView<'a>, DecodeError> {
         event::verified_crc(line)?;
-        serde_json::from_str(line).map_err(|e| DecodeError::Json(e.to_string()))
+        EventView::read(line).map_err(|e| DecodeError::Json(e.to_string()))
+    }
+
+    /// The view of a line's object: its members of ours read as `Event` types them (a
+    /// text may be null), the others skipped.
+    fn read(line: &'a str) -> json::Result<EventView<'a>> {
+        let mut r = Reader::new(line);
+        let mut view = EventView::default();
+        let (mut seq, mut ts, mut event) = (None, None, None);
+        r.members(|r, name| {
+            match &*name {
+                "seq" => seq = Some(integer(r)?),
+                "ts" => ts = Some(r.string()?),
+                "event" => event = Some(r.string()?),
+                "task_id" => view.task_id = r.optional(Reader::string)?,
+                "run_id" => view.run_id = r.optional(Reader::string)?,
+                "agent" => view.agent = r.optional(Reader::string)?,
+                "to" => view.to = r.optional(Reader::string)?,
+                "path" => view.path = r.optional(Reader::string)?,
+                "src" => view.src = r.optional(Reader::string)?,
+                "op" => view.op = r.optional(Reader::string)?,
+                "summary" => view.summary = r.optional(Reader::string)?,
+                "error" => view.error = r.optional(Reader::string)?,
+                "attempt" => view.attempt = r.optional(integer)?,
+                "pid" => view.pid = r.optional(integer)?,
+                "exit_code" => view.exit_code = r.optional(integer)?,
+                "duration_ms" => view.duration_ms = r.optional(integer)?,
+                "log_paths" => view.log_paths = r.optional(strings)?,
+                "data" => view.data = Data::read(r)?,
+                _ => r.skip()?,
+            }
+            Ok(())
+        })?;
+        r.end()?;
+        let missing = |name: &str| r.error(format!("missing member `{name}`"));
+        view.seq = seq.ok_or_else(|| missing("seq"))?;
+        view.ts = ts.ok_or_else(|| missing("ts"))?;
+        view.event = event.ok_or_else(|| missing("event"))?;
+        Ok(view)
     }
 
     /// The view of an event the daemon holds (what `decode` reads back from its line).
@@ -257,157 +308,47 @@ trait Members<'a>: Default {
         out
     }
 
-    /// Read the value of member `key` if it is one of ours; `false`: not ours, not read.
-    fn read<'de: 'a, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
-        if key == "task"
-            && let Some(task) = self.task()
-        {
-            *task = Some(map.next_value()?);
-        } else if let Some(slot) = self.slot(key) {
-            *slot = Some(map.next_value()?);
-        } else {
-            return Ok(false);
+    /// The same reading of a value in a line: anything but an object reads as no members.
+    fn read(r: &mut Reader<'a>) -> json::Result<Self> {
+        let mut out = Self::default();
+        if r.kind()? != Kind::Object {
+            r.skip()?;
+            return Ok(out);
         }
-        Ok(true)
-    }
-}
-
-/// Decoding of the loosely read parts. A member seen twice keeps its last value, as a
-/// `serde_json::Map` does.
-impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(LooseVisitor(std::marker::PhantomData))
-    }
-}
-
-struct LooseVisitor<'a>(std::marker::PhantomData<&'a ()>);
-
-impl<'de: 'a, 'a> Visitor<'de> for LooseVisitor<'a> {
-    type Value = Loose<'a>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, b: bool) -> Result<Loose<'a>, E> {
-        Ok(Loose::Bool(b))
-    }
-    fn visit_u64<E>(self, n: u64) -> Result<Loose<'a>, E> {
-        Ok(Loose::U64(n))
-    }
-    fn visit_i64<E>(self, n: i64) -> Result<Loose<'a>, E> {
-        // serde_json hands non-negative integers to `visit_u64`, as `Value` stores them.
-        Ok(u64::try_from(n).map_or(Loose::I64(n), Loose::U64))
-    }
-    fn visit_f64<E>(self, n: f64) -> Result<Loose<'a>, E> {
-        Ok(Loose::F64(n))
-    }
-    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Loose<'a>, E> {
-        Ok(Loose::Str(Cow::Borrowed(s)))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Loose<'a>, E> {
-        Ok(Loose::Str(Cow::Owned(s.to_string())))
-    }
-    fn visit_string<E>(self, s: String) -> Result<Loose<'a>, E> {
-        Ok(Loose::Str(Cow::Owned(s)))
-    }
-    fn visit_unit<E>(self) -> Result<Loose<'a>, E> {
-        Ok(Loose::Other)
-    }
-    fn visit_none<E>(self) -> Result<Loose<'a>, E> {
-        Ok(Loose::Other)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Loose<'a>, A::Error> {
-        let mut strings = Vec::new();
-        while let Some(item) = seq.next_element::<Loose<'a>>()? {
-            if let Loose::Str(s) = item {
-                strings.push(s);
+        r.members(|r, key| {
+            if key == "task"
+                && let Some(task) = out.task()
+            {
+                *task = Some(TaskMeta::read(r)?);
+            } else if let Some(slot) = out.slot(&key) {
+                *slot = Some(Loose::read(r)?);
+            } else {
+                r.skip()?;
             }
-        }
-        Ok(Loose::Strings(strings))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Loose<'a>, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Loose::Other)
-    }
-}
-
-/// A member name, borrowed from the line unless it has escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for KeyVisitor<'a> {
-            type Value = Key<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'a>, E> {
-                Ok(Key(Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Key<'a>, E> {
-                Ok(Key(Cow::Owned(s.to_string())))
-            }
-        }
-        d.deserialize_str(KeyVisitor(std::marker::PhantomData))
-    }
-}
-
-/// Reads an object's members through `Members`; anything but an object reads as none.
-struct ObjectVisitor<T>(std::marker::PhantomData<T>);
-
-impl<'de: 'a, 'a, T: Members<'a>> Visitor<'de> for ObjectVisitor<T> {
-    type Value = T;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
-        let mut out = T::default();
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            if !out.read(&key, &mut map)? {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(T::default())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<T, E> {
-        Ok(T::default())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<T, E> {
-        Ok(T::default())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<T, E> {
-        Ok(T::default())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<T, E> {
-        Ok(T::default())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<T, E> {
-        Ok(T::default())
-    }
-    fn visit_unit<E>(self) -> Result<T, E> {
-        Ok(T::default())
-    }
-    fn visit_none<E>(self) -> Result<T, E> {
-        Ok(T::default())
-    }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Data<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ObjectVisitor(std::marker::PhantomData))
-    }
+/// An integer member, as `serde` reads one into `T`: an integer in `T`'s range, nothing else.
+fn integer<T: TryFrom<u64> + TryFrom<i64>>(r: &mut Reader) -> json::Result<T> {
+    let value = match r.number()? {
+        Number::U64(n) => T::try_from(n).ok(),
+        Number::I64(n) => T::try_from(n).ok(),
+        Number::F64(_) => None,
+    };
+    value.ok_or_else(|| r.error("expected an integer in range"))
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for TaskMeta<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ObjectVisitor(std::marker::PhantomData))
-    }
+/// An array of strings.
+fn strings<'a>(r: &mut Reader<'a>) -> json::Result<Vec<Cow<'a, str>>> {
+    let mut out = Vec::new();
+    r.elements(|r| {
+        out.push(r.string()?);
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// Log lines decoded into views (`logread::stream_as`).
@@ -507,6 +448,43 @@ mod tests {
         assert_eq!(view.data.problem, Some(Loose::Other));
         assert_eq!(view.data.cost_usd.as_ref().and_then(Loose::as_f64), Some(-3.0));
         assert_eq!(view.data.input_tokens.as_ref().and_then(Loose::as_u64), None);
+    }
+
+    /// A line as the journal writes one, around any object text.
+    fn line_of(object: &str) -> String {
+        let crc = crc32c::crc32c(object.as_bytes());
+        format!(r#"{},"crc":"{crc:08x}"}}"#, &object[..object.len() - 1])
+    }
+
+    #[test]
+    fn a_line_no_event_could_be_decoded_from_is_refused() {
+        let base = r#""v":1,"ts":"t","event":"task_assigned""#;
+        for members in [
+            r#""ts":"t","event":"e""#,
+            r#""v":1,"seq":1,"event":"e""#,
+            r#""v":1,"seq":1,"ts":"t""#,
+            &format!(r#"{base},"seq":"1""#),
+            &format!(r#"{base},"seq":-1"#),
+            &format!(r#"{base},"seq":1.5"#),
+            &format!(r#"{base},"seq":1,"attempt":4294967296"#),
+            &format!(r#"{base},"seq":1,"exit_code":2147483648"#),
+            &format!(r#"{base},"seq":1,"task_id":5"#),
+            &format!(r#"{base},"seq":1,"log_paths":["a",1]"#),
+            &format!(r#"{base},"seq":1,"event":null"#),
+        ] {
+            let line = line_of(&format!("{{{members}}}"));
+            assert!(event::decode(&line).is_err(), "an event from {line}");
+            assert!(
+                matches!(EventView::decode(&line), Err(DecodeError::Json(_))),
+                "a view from {line}"
+            );
+        }
+        let fine = line_of(&format!(
+            r#"{{{base},"seq":7,"task_id":null,"exit_code":-1,"attempt":null,"from":"x","data":null}}"#
+        ));
+        let view = EventView::decode(&fine).unwrap();
+        assert_eq!(view, EventView::of(&event::decode(&fine).unwrap()));
+        assert_eq!((view.seq, view.exit_code, view.task_id), (7, Some(-1), None));
     }
 
     #[test]
