@@ -159,23 +159,24 @@ fn create_tables(conn: &Connection, path: &Path) -> Result<(), IndexError> {
     Ok(())
 }
 
-/// Project the log into `conn`, in one transaction: every event with `seq > after`, or,
-/// `after` being `None`, every event into a database that holds no rows yet (a rebuild), which
-/// lets the projection run on a thread of its own (`project_beside`). Otherwise it may have to
-/// read rows back, and runs on this one (`project_here`).
+/// Project the log into `conn`: every event with `seq > after`, in one transaction, or,
+/// `after` being `None`, every event into a database that holds no rows yet and nobody else
+/// sees before it is complete (a rebuild's scratch file, memory), which lets the projection
+/// run on a thread of its own (`project_beside`). Otherwise it may have to read rows back, and
+/// runs on this one (`project_here`).
 fn project_log(
     conn: &mut Connection,
     db: &Path,
     log: &Path,
     after: Option<u64>,
 ) -> Result<StreamEnd, IndexError> {
+    let Some(after) = after else {
+        return project_beside(conn, db, log, Pace::REBUILD);
+    };
     let tx = conn
         .transaction()
         .map_err(sql_err(db, "begin a transaction on"))?;
-    let end = match after {
-        None => project_beside(&tx, db, log)?,
-        Some(after) => project_here(&tx, db, log, after)?,
-    };
+    let end = project_here(&tx, db, log, after)?;
     tx.commit().map_err(sql_err(db, "commit"))?;
     Ok(end)
 }
@@ -214,7 +215,7 @@ enum Handed {
 /// thread that allocated it (glibc's arenas make freeing across threads slow). The reader
 /// reports its end before it frees the rows it kept, and is not waited for: freeing them
 /// takes a tenth of its time, and the writer has the last rows to write meanwhile.
-fn project_beside(conn: &Connection, db: &Path, log: &Path) -> Result<StreamEnd, IndexError> {
+fn project_beside(conn: &Connection, db: &Path, log: &Path, pace: Pace) -> Result<StreamEnd, IndexError> {
     let (to_writer, from_reader) = std::sync::mpsc::sync_channel::<Handed>(AHEAD);
     let (to_reader, from_writer) = std::sync::mpsc::channel::<Outbox>();
     let log_path = log.to_path_buf();
@@ -238,7 +239,13 @@ fn project_beside(conn: &Connection, db: &Path, log: &Path) -> Result<StreamEnd,
             let end = logread::stream_as::<Views, ()>(&log_path, 0, |ev, line, at| {
                 // Nothing is read back: `NothingElse` cannot fail.
                 let due = projector
-                    .step(&mut NothingElse, &mut out, &ev, &Located::of(line, at), CHUNK)
+                    .step(
+                        &mut NothingElse,
+                        &mut out,
+                        &ev,
+                        &Located::of(line, at),
+                        pace.chunk,
+                    )
                     .map_err(|_| ())?;
                 if due {
                     hand_over(&mut out)?;
@@ -263,16 +270,23 @@ fn project_beside(conn: &Connection, db: &Path, log: &Path) -> Result<StreamEnd,
     let mut end = None;
     let written = (|| {
         let mut st = Stmts::new(conn)?;
+        conn.execute_batch("BEGIN")?;
+        let mut uncommitted = 0;
         for handed in from_reader {
             match handed {
                 Handed::Rows(out) => {
+                    uncommitted += out.events();
                     out.write(&mut st)?;
                     let _ = to_reader.send(out);
+                    if uncommitted >= pace.commit_at {
+                        conn.execute_batch("COMMIT; BEGIN")?;
+                        uncommitted = 0;
+                    }
                 }
                 Handed::End(stream_end) => end = Some(stream_end),
             }
         }
-        Ok(())
+        conn.execute_batch("COMMIT")
     })();
     drop(to_reader);
     written.map_err(sql_err(db, "write the projection into"))?;
@@ -330,6 +344,26 @@ const AHEAD: usize = 128;
 
 /// Events rows an outbox collects before it is written (or handed over).
 const CHUNK: usize = 1024;
+
+/// How a projection on two threads (`project_beside`) cuts its work.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    /// Events rows an outbox collects before it is handed over.
+    chunk: usize,
+    /// Events after which the writer commits. Nobody sees the database before it is
+    /// complete, so a commit only makes SQLite write the pages it changed: as it goes, while
+    /// the reader projects, rather than ~160 MB of them at the end with both threads
+    /// otherwise done. It keeps its pages cached (the file is locked exclusively), so nothing
+    /// is read back.
+    commit_at: usize,
+}
+
+impl Pace {
+    const REBUILD: Pace = Pace {
+        chunk: CHUNK,
+        commit_at: 100_000,
+    };
+}
 
 /// How a rebuild configures its new file: a scratch file until it is renamed into place, so
 /// no journal and no syncs (one fsync at the end). A page cache of up to 256 MB: the index of

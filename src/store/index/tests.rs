@@ -389,3 +389,32 @@ fn a_projection_that_keeps_its_rows_writes_the_same_rows_whenever_it_flushes() {
         assert_eq!(same(&db, &reference), None, "a flush every {every} events");
     }
 }
+
+#[test]
+fn a_projection_on_two_threads_writes_the_same_rows_however_it_cuts_and_commits() {
+    // A rebuild hands rows over in outboxes and commits every so many events; outboxes of a
+    // few events and a commit after each must leave the rows of one of each.
+    let dir = tempfile::tempdir().unwrap();
+    let mut evs = history();
+    let log = write_log(dir.path(), &mut evs);
+    let reference = dir.path().join("rebuilt.sqlite");
+    rebuild(&reference, &log).unwrap();
+    for (chunk, commit_at) in [(1, 1), (2, 3), (3, 1), (5, 7)] {
+        let db = dir.path().join(format!("pace{chunk}-{commit_at}.sqlite"));
+        let conn = connect(
+            &db,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
+        .unwrap();
+        conn.execute_batch(SCRATCH_PRAGMAS).unwrap();
+        create_tables(&conn, &db).unwrap();
+        let end = project_beside(&conn, &db, &log, Pace { chunk, commit_at }).unwrap();
+        assert_eq!(end.events, evs.len() as u64);
+        drop(conn);
+        assert_eq!(
+            same(&db, &reference),
+            None,
+            "outboxes of {chunk}, a commit every {commit_at}"
+        );
+    }
+}
