@@ -129,10 +129,7 @@ pub fn read_stated_task_file(
             max,
         });
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    Read::by_ref(&mut file)
-        .take(max + 1)
-        .read_to_end(&mut bytes)
+    let bytes = read_expecting(&mut file, meta.len() as usize, max)
         .map_err(|e| ReadRefusal::Io(ctx("read", path)(e)))?;
     if bytes.len() as u64 > max {
         return Err(ReadRefusal::TooLarge {
@@ -141,6 +138,26 @@ pub fn read_stated_task_file(
         });
     }
     Ok((bytes, Fingerprint::of(&meta)))
+}
+
+/// Everything up to `max + 1` bytes from a file of `expected` bytes (its length just taken).
+/// The first read asks for a byte more than that: coming back with exactly `expected`, it has
+/// met the end, and no second read is needed to find it (one syscall of a dozen per task at
+/// intake). Any other count (the file changed meanwhile) reads on to the end.
+fn read_expecting(file: &mut impl Read, expected: usize, max: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = vec![0; expected + 1];
+    let first = loop {
+        match file.read(&mut bytes) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            done => break done?,
+        }
+    };
+    bytes.truncate(first);
+    if first != expected {
+        file.take((max + 1).saturating_sub(first as u64))
+            .read_to_end(&mut bytes)?;
+    }
+    Ok(bytes)
 }
 
 fn refuse_special(meta: &fs::Metadata) -> Result<(), ReadRefusal> {
@@ -341,6 +358,45 @@ mod tests {
             read_plain(&dir.path().join("gone.yaml")).unwrap_err().kind(),
             io::ErrorKind::NotFound
         );
+    }
+
+    /// A reader that counts its reads and gives at most `step` bytes a read.
+    struct Counted<'a> {
+        rest: &'a [u8],
+        step: usize,
+        reads: usize,
+    }
+
+    impl Read for Counted<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            let n = buf.len().min(self.step).min(self.rest.len());
+            buf[..n].copy_from_slice(&self.rest[..n]);
+            self.rest = &self.rest[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_file_is_read_to_its_end_in_one_read_when_its_length_holds() {
+        let text = b"id: t\nagent: bot\n";
+        let read = |len: usize, expected: usize, step: usize, max: u64| {
+            let mut r = Counted {
+                rest: &text[..len],
+                step,
+                reads: 0,
+            };
+            (read_expecting(&mut r, expected, max).unwrap(), r.reads)
+        };
+        // As long as stated: one read.
+        assert_eq!(read(text.len(), text.len(), 64, 100), (text.to_vec(), 1));
+        assert_eq!(read(0, 0, 64, 100), (Vec::new(), 1));
+        // Grown since its stat, shrunk, or read short: on to the end.
+        assert_eq!(read(text.len(), 5, 64, 100).0, text);
+        assert_eq!(read(5, text.len(), 64, 100).0, &text[..5]);
+        assert_eq!(read(text.len(), text.len(), 3, 100).0, text);
+        // Never more than a byte past `max`, so the caller can tell it is too large.
+        assert_eq!(read(text.len(), 2, 64, 3).0.len(), 4);
     }
 
     #[test]
