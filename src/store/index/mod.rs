@@ -159,20 +159,11 @@ fn create_tables(conn: &Connection, path: &Path) -> Result<(), IndexError> {
     Ok(())
 }
 
-/// Project the log into `conn`: every event with `seq > after`, in one transaction, or,
-/// `after` being `None`, every event into a database that holds no rows yet and nobody else
-/// sees before it is complete (a rebuild's scratch file, memory), which lets the projection
-/// run on a thread of its own (`project_beside`). Otherwise it may have to read rows back, and
-/// runs on this one (`project_here`).
-fn project_log(
-    conn: &mut Connection,
-    db: &Path,
-    log: &Path,
-    after: Option<u64>,
-) -> Result<StreamEnd, IndexError> {
-    let Some(after) = after else {
-        return project_beside(conn, db, log, Pace::REBUILD);
-    };
+/// Project every event of the log with `seq > after` into `conn`, in one transaction, on
+/// this thread (`project_here`: rows it has not cached are read back). An empty database that
+/// nobody sees before it is complete (a rebuild's scratch file, memory) takes every event on
+/// two threads instead (`project_beside`).
+fn project_log(conn: &mut Connection, db: &Path, log: &Path, after: u64) -> Result<StreamEnd, IndexError> {
     let tx = conn
         .transaction()
         .map_err(sql_err(db, "begin a transaction on"))?;
@@ -214,8 +205,16 @@ enum Handed {
 /// outboxes go back to the reader to be emptied and reused, so memory is freed by the
 /// thread that allocated it (glibc's arenas make freeing across threads slow). The reader
 /// reports its end before it frees the rows it kept, and is not waited for: freeing them
-/// takes a tenth of its time, and the writer has the last rows to write meanwhile.
-fn project_beside(conn: &Connection, db: &Path, log: &Path, pace: Pace) -> Result<StreamEnd, IndexError> {
+/// takes a tenth of its time, and the writer has the last rows to write meanwhile. The writer
+/// commits as `pace` says; `file`, the database's file if it has one, starts being written
+/// to disk at each commit.
+fn project_beside(
+    conn: &Connection,
+    db: &Path,
+    log: &Path,
+    pace: Pace,
+    file: Option<&File>,
+) -> Result<StreamEnd, IndexError> {
     let (to_writer, from_reader) = std::sync::mpsc::sync_channel::<Handed>(AHEAD);
     let (to_reader, from_writer) = std::sync::mpsc::channel::<Outbox>();
     let log_path = log.to_path_buf();
@@ -281,6 +280,9 @@ fn project_beside(conn: &Connection, db: &Path, log: &Path, pace: Pace) -> Resul
                     if uncommitted >= pace.commit_at {
                         conn.execute_batch("COMMIT; BEGIN")?;
                         uncommitted = 0;
+                        if let Some(file) = file {
+                            start_writeback(file);
+                        }
                     }
                 }
                 Handed::End(stream_end) => end = Some(stream_end),
@@ -394,7 +396,7 @@ pub fn rebuild(db: &Path, log: &Path) -> Result<RebuildReport, IndexError> {
     for stale in [tmp.clone(), with_suffix(&tmp, "-journal")] {
         remove_if_present(&stale)?;
     }
-    let mut conn = connect(
+    let conn = connect(
         &tmp,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
@@ -402,16 +404,15 @@ pub fn rebuild(db: &Path, log: &Path) -> Result<RebuildReport, IndexError> {
     conn.execute_batch(SCRATCH_PRAGMAS)
         .map_err(sql_err(&tmp, "configure"))?;
     create_tables(&conn, &tmp)?;
-    let end = project_log(&mut conn, &tmp, log, None)?;
+    let scratch = File::open(&tmp).map_err(io_err(&tmp, "open"))?;
+    let end = project_beside(&conn, &tmp, log, Pace::REBUILD, Some(&scratch))?;
     let tasks: u64 = conn
         .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
         .map_err(sql_err(&tmp, "count the tasks of"))?;
     conn.execute_batch("PRAGMA journal_mode=DELETE;")
         .map_err(sql_err(&tmp, "configure"))?;
     conn.close().map_err(|(_, e)| sql_err(&tmp, "close")(e))?;
-    File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(&tmp, "fsync"))?;
+    scratch.sync_all().map_err(io_err(&tmp, "fsync"))?;
     // A WAL left by a crashed writer belongs to the old file; it must not meet the new one.
     for stale in [
         with_suffix(db, "-wal"),
@@ -432,6 +433,23 @@ pub fn rebuild(db: &Path, log: &Path) -> Result<RebuildReport, IndexError> {
         torn_bytes: end.torn_bytes,
         ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// Start writing a file's changed pages to disk without waiting for them, so that the fsync
+/// that makes it durable finds little left to write (a rebuild's scratch file: its last fsync
+/// took 0.12 s with ~160 MB to write, 2 ms after writeback started at each commit). Only a
+/// hint: where it fails, or where there is no `sync_file_range` (not Linux), the fsync does
+/// all the writing.
+fn start_writeback(file: &File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: sync_file_range touches no memory of ours, and `file` keeps the descriptor
+        // open for the call.
+        unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -582,7 +600,7 @@ impl Index {
 
     /// Apply what the log holds beyond `last_seq`.
     pub fn catch_up(&mut self) -> Result<u64, IndexError> {
-        let end = project_log(&mut self.conn, &self.path, &self.log, Some(self.last_seq))?;
+        let end = project_log(&mut self.conn, &self.path, &self.log, self.last_seq)?;
         if end.events > 0 {
             self.last_seq = end.last_seq;
             self.next_offset = end.offset;

@@ -345,9 +345,9 @@ impl Reader {
     /// Project the log into a private in-memory database and read that.
     pub fn from_log(log: &Path) -> Result<(Reader, StreamEnd), IndexError> {
         let memory = Path::new(":memory:");
-        let mut conn = super::open_in_memory().map_err(sql_err(memory, "open"))?;
+        let conn = super::open_in_memory().map_err(sql_err(memory, "open"))?;
         super::create_tables(&conn, memory)?;
-        let end = super::project_log(&mut conn, memory, log, None)?;
+        let end = super::project_beside(&conn, memory, log, super::Pace::REBUILD, None)?;
         Ok((
             Reader {
                 conn,

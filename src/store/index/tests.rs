@@ -408,7 +408,8 @@ fn a_projection_on_two_threads_writes_the_same_rows_however_it_cuts_and_commits(
         .unwrap();
         conn.execute_batch(SCRATCH_PRAGMAS).unwrap();
         create_tables(&conn, &db).unwrap();
-        let end = project_beside(&conn, &db, &log, Pace { chunk, commit_at }).unwrap();
+        let file = File::open(&db).unwrap();
+        let end = project_beside(&conn, &db, &log, Pace { chunk, commit_at }, Some(&file)).unwrap();
         assert_eq!(end.events, evs.len() as u64);
         drop(conn);
         assert_eq!(
