@@ -50,6 +50,18 @@ fn torn_last_line_is_repaired_and_earlier_corruption_stops_the_daemon() {
     assert!(stderr.contains("events.jsonl:2"), "{stderr}");
 }
 
+/// A task's events and the daemon's own (starts, recoveries), one a line, for a failure's
+/// message.
+fn history_of(root: &Root, id: &str) -> String {
+    let lines: Vec<String> = root
+        .events()
+        .iter()
+        .filter(|e| e["task_id"] == id || e["task_id"].is_null())
+        .map(|e| e.to_string())
+        .collect();
+    lines.join("\n")
+}
+
 /// After recovery: every task file exists exactly once, in the folder its status names; its
 /// place and status are what the log says last; nothing submitted was lost.
 fn check_invariants(root: &Root, submitted: &HashSet<String>) {
@@ -66,8 +78,9 @@ fn check_invariants(root: &Root, submitted: &HashSet<String>) {
             .to_string();
         assert!(
             seen.insert(id.clone(), f.clone()).is_none(),
-            "{id} exists twice: {:?}",
-            root.files()
+            "{id} exists twice: {:?}\n{}",
+            root.files(),
+            history_of(root, &id)
         );
         let status = root.field(&f, "status").unwrap();
         let folder = f.split('/').next().unwrap();
@@ -198,7 +211,12 @@ fn kill_9_at_random_moments_loses_nothing() {
             let ended = root.files().iter().any(|f| {
                 (f.starts_with("done/") || f.starts_with("error/")) && f.ends_with(&format!("/{id}.yaml"))
             });
-            assert!(ended, "{id} finished: {:?}", root.files());
+            assert!(
+                ended,
+                "{id} never finished: {:?}\n{}",
+                root.files(),
+                history_of(&root, id)
+            );
         }
     }
     // No task recorded as completed ran again afterwards; no command applied twice.
@@ -500,4 +518,58 @@ fn a_start_resumes_from_the_snapshot_or_else_replays_the_whole_log() {
         "{:?}",
         root.files()
     );
+}
+
+#[test]
+fn a_crash_inside_two_commands_on_one_task_leaves_one_file() {
+    // Two commands on one task decided in one batch: the second's source is the file the
+    // first wrote, not the file both were decided on. A crash after the second renamed its
+    // destination into place, before it removed its source, must still end with one file.
+    let root = Root::new("agents:\n  human: {}\n  other: {}\n");
+    root.drop_task("t.yaml", "id: t\nagent: human\ntitle: T\n");
+    root.run_once_ok();
+    for args in [["priority", "t", "high"], ["reassign", "t", "other"]] {
+        let out = root.cmd(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for f in std::fs::read_dir(root.collab("inbox")).unwrap() {
+        date_back(&f.unwrap().path());
+    }
+    root.run_once_ok();
+    let moved = root.read("assigned/other/t.yaml");
+    let events = root.events();
+    let batch_of = |name: &str| events.iter().find(|e| e["event"] == name).unwrap()["batch"].clone();
+    let batch = batch_of("task_reassigned");
+    assert_eq!(
+        batch_of("task_priority_changed"),
+        batch,
+        "both commands in one batch"
+    );
+    // The crash: the log ends with that batch (the caches ahead of it go), and the source the
+    // reassignment read, the priority's version of the file, is still in place.
+    let log = root.p("work/.agentplane/events.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .take_while(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["batch"].as_u64() <= batch.as_u64()
+        })
+        .collect();
+    std::fs::write(&log, kept.join("\n") + "\n").unwrap();
+    for cache in ["snapshot", "index.sqlite"] {
+        let _ = std::fs::remove_file(root.p(&format!("work/.agentplane/{cache}")));
+    }
+    std::fs::write(
+        root.collab("assigned/human/t.yaml"),
+        moved.replace("agent: other", "agent: human"),
+    )
+    .unwrap();
+    root.run_once_ok();
+    let files: Vec<String> = root
+        .files()
+        .into_iter()
+        .filter(|f| f.ends_with("/t.yaml"))
+        .collect();
+    assert_eq!(files, ["assigned/other/t.yaml"]);
+    assert_eq!(root.read("assigned/other/t.yaml"), moved);
 }

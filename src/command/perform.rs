@@ -380,6 +380,11 @@ impl Engine {
                 }
             }
         }
+        // Files an earlier operation of the batch wrote. A later operation on such a file (a
+        // command on a task another command of the batch moved or edited) recorded the
+        // identity the file had before the batch, when both were decided, not the one the
+        // earlier operation gave it: while that file exists, it is the later one's source.
+        let mut written: HashSet<&str> = HashSet::new();
         for ev in events
             .iter()
             .rev()
@@ -390,9 +395,13 @@ impl Engine {
         {
             let op_unfinished = match (ev.op.as_deref(), ev.src.as_deref(), ev.path.as_deref()) {
                 (Some("create"), _, Some(path)) => !self.layout.abs(path).exists(),
+                (Some(_), Some(src), _) if written.contains(src) => self.layout.abs(src).exists(),
                 (Some(_), Some(src), _) => same_source(&self.layout.abs(src), ev.src_ino, ev.src_crc),
                 _ => false,
             };
+            if let (Some(_), Some(path)) = (ev.op.as_deref(), ev.path.as_deref()) {
+                written.insert(path);
+            }
             if op_unfinished {
                 self.perform(ev, true, &mut stage)?;
                 redone += 1;
