@@ -346,23 +346,35 @@ fn every_event_row_locates_its_own_line() {
     }
 }
 
-#[test]
-fn a_projection_that_keeps_its_rows_writes_the_same_rows_whenever_it_flushes() {
-    // A rebuild's projector keeps every row and hands over only those changed since its last
-    // flush; flushing after any number of events must leave the rows a single flush leaves.
+/// `history()` in a log of a temp dir, and the index a rebuild makes of it.
+fn history_rebuilt() -> (tempfile::TempDir, Vec<Event>, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let mut evs = history();
     let log = write_log(dir.path(), &mut evs);
     let reference = dir.path().join("rebuilt.sqlite");
     rebuild(&reference, &log).unwrap();
+    (dir, evs, log, reference)
+}
+
+/// A new index file with its tables and no rows.
+fn empty_index(db: &Path) -> Connection {
+    let conn = connect(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+    )
+    .unwrap();
+    create_tables(&conn, db).unwrap();
+    conn
+}
+
+#[test]
+fn a_projection_that_keeps_its_rows_writes_the_same_rows_whenever_it_flushes() {
+    // A rebuild's projector keeps every row and hands over only those changed since its last
+    // flush; flushing after any number of events must leave the rows a single flush leaves.
+    let (dir, evs, log, reference) = history_rebuilt();
     for every in [1, 2, 3, 5] {
         let db = dir.path().join(format!("every{every}.sqlite"));
-        let mut conn = connect(
-            &db,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-        )
-        .unwrap();
-        create_tables(&conn, &db).unwrap();
+        let mut conn = empty_index(&db);
         let tx = conn.transaction().unwrap();
         let mut st = Stmts::new(&tx).unwrap();
         let mut projector = Projector::keeping();
@@ -394,20 +406,10 @@ fn a_projection_that_keeps_its_rows_writes_the_same_rows_whenever_it_flushes() {
 fn a_projection_on_two_threads_writes_the_same_rows_however_it_cuts_and_commits() {
     // A rebuild hands rows over in outboxes and commits every so many events; outboxes of a
     // few events and a commit after each must leave the rows of one of each.
-    let dir = tempfile::tempdir().unwrap();
-    let mut evs = history();
-    let log = write_log(dir.path(), &mut evs);
-    let reference = dir.path().join("rebuilt.sqlite");
-    rebuild(&reference, &log).unwrap();
+    let (dir, evs, log, reference) = history_rebuilt();
     for (chunk, commit_at) in [(1, 1), (2, 3), (3, 1), (5, 7)] {
         let db = dir.path().join(format!("pace{chunk}-{commit_at}.sqlite"));
-        let conn = connect(
-            &db,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-        )
-        .unwrap();
-        conn.execute_batch(SCRATCH_PRAGMAS).unwrap();
-        create_tables(&conn, &db).unwrap();
+        let conn = empty_index(&db);
         let file = File::open(&db).unwrap();
         let end = project_beside(&conn, &db, &log, Pace { chunk, commit_at }, Some(&file)).unwrap();
         assert_eq!(end.events, evs.len() as u64);
