@@ -77,9 +77,8 @@ pub(super) struct TaskMeta<'a> {
 pub(super) enum Loose<'a> {
     Str(Cow<'a, str>),
     Bool(bool),
-    U64(u64),
-    I64(i64),
-    F64(f64),
+    /// A number, as serde_json reads it.
+    Number(Number),
     /// An array: its string elements (the others are skipped, as the projection skipped them).
     Strings(Vec<Cow<'a, str>>),
     /// `null` or an object.
@@ -103,16 +102,16 @@ impl<'a> Loose<'a> {
 
     pub fn as_u64(&self) -> Option<u64> {
         match self {
-            Loose::U64(n) => Some(*n),
+            Loose::Number(Number::U64(n)) => Some(*n),
             _ => None,
         }
     }
 
     pub fn as_f64(&self) -> Option<f64> {
         match self {
-            Loose::U64(n) => Some(*n as f64),
-            Loose::I64(n) => Some(*n as f64),
-            Loose::F64(n) => Some(*n),
+            Loose::Number(Number::U64(n)) => Some(*n as f64),
+            Loose::Number(Number::I64(n)) => Some(*n as f64),
+            Loose::Number(Number::F64(n)) => Some(*n),
             _ => None,
         }
     }
@@ -129,11 +128,7 @@ impl<'a> Loose<'a> {
         Ok(match r.kind()? {
             Kind::String => Loose::Str(r.string()?),
             Kind::Bool => Loose::Bool(r.bool()?),
-            Kind::Number => match r.number()? {
-                Number::U64(n) => Loose::U64(n),
-                Number::I64(n) => Loose::I64(n),
-                Number::F64(f) => Loose::F64(f),
-            },
+            Kind::Number => Loose::Number(r.number()?),
             Kind::Array => {
                 let mut strings = Vec::new();
                 r.elements(|r| {
@@ -159,9 +154,9 @@ impl<'a> Loose<'a> {
             Value::String(s) => Loose::Str(Cow::Borrowed(s)),
             Value::Bool(b) => Loose::Bool(*b),
             Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
-                (Some(u), _, _) => Loose::U64(u),
-                (None, Some(i), _) => Loose::I64(i),
-                (None, None, Some(f)) => Loose::F64(f),
+                (Some(u), _, _) => Loose::Number(Number::U64(u)),
+                (None, Some(i), _) => Loose::Number(Number::I64(i)),
+                (None, None, Some(f)) => Loose::Number(Number::F64(f)),
                 (None, None, None) => Loose::Other,
             },
             Value::Array(items) => Loose::Strings(
