@@ -3,7 +3,7 @@
 //! intake, scans, dispatch and spawns out, each round committed as one batch. On SIGTERM or
 //! SIGINT: stop intake, take children down the signal ladder, record them, exit 0.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::PathBuf;
@@ -16,7 +16,7 @@ use crate::command::{Engine, Fatal, intake::Hint as InboxHint};
 use crate::config::Config;
 use crate::event::Event;
 use crate::layout::Layout;
-use crate::lifecycle::fsops;
+use crate::lifecycle::fsops::{self, Fingerprint};
 use crate::publish::Publisher;
 use crate::service;
 use crate::watch::{self as fswatch, Hint};
@@ -201,7 +201,9 @@ struct Daemon {
     need_full_scan: bool,
     /// A snapshot of the state is to be saved once the round has committed.
     snapshot_due: bool,
-    changed_paths: HashSet<String>,
+    /// Paths in the task folders the watcher named, with what its stat of each found (the
+    /// latest hint's).
+    changed_paths: HashMap<String, Option<Fingerprint>>,
     /// Index and read models, fed after each round (off the ack path).
     publish: Publisher,
 }
@@ -219,7 +221,7 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
         .map_err(|e| Fatal(format!("cannot handle SIGINT: {e}")))?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let (watch_tx, mut watch_rx) = mpsc::unbounded_channel::<Hint>();
-    let _watcher = match fswatch::start(&layout.collab(), watch_tx) {
+    let _watcher = match fswatch::start(&layout.collab(), &layout.inbox(), watch_tx) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!("file watching unavailable ({e}); relying on periodic rescans");
@@ -244,7 +246,7 @@ async fn serve(layout: Layout, config: Config, once: bool) -> Result<(), Fatal> 
         need_intake: true,
         need_full_scan: true,
         snapshot_due: false,
-        changed_paths: HashSet::new(),
+        changed_paths: HashMap::new(),
         publish,
     };
     clean_temp_files(&d.engine, start_time);
@@ -333,8 +335,8 @@ impl Daemon {
             }
             Hint::Paths { paths, complete } => {
                 tracing::debug!(?paths, complete, "watch hint");
-                for p in paths {
-                    let rel = self.engine.layout.rel(&p);
+                for seen in paths {
+                    let rel = self.engine.layout.rel(&seen.path);
                     if crate::layout::in_inbox(&rel) {
                         self.need_intake = true;
                         let h = self.engine.inbox_hints.entry(rel).or_insert(InboxHint {
@@ -344,7 +346,7 @@ impl Daemon {
                         h.changed_at = Instant::now();
                         h.complete = complete;
                     } else if rel.starts_with("work/collaboration/") {
-                        self.changed_paths.insert(rel);
+                        self.changed_paths.insert(rel, seen.fingerprint);
                     }
                 }
             }
@@ -399,8 +401,8 @@ impl Daemon {
             self.engine.full_scan()?;
         } else if !self.changed_paths.is_empty() || self.engine.settle_pending {
             self.engine.settle_pending = false;
-            let mut paths: Vec<String> = self.changed_paths.drain().collect();
-            paths.sort();
+            let mut paths: Vec<(String, Option<Fingerprint>)> = self.changed_paths.drain().collect();
+            paths.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             if paths.is_empty() {
                 tracing::debug!("full rescan: a file was still being written");
                 self.engine.full_scan()?;

@@ -111,11 +111,28 @@ pub fn encode(event: &Event) -> String {
 
 /// `encode`, also giving the checksum the line carries.
 pub fn encode_line(event: &Event) -> (String, u32) {
-    let mut body = serde_json::to_string(event).expect("events always serialize");
-    let crc = crc32c::crc32c(body.as_bytes());
-    body.pop(); // the closing brace; the crc member takes its place
-    body.push_str(&format!(r#","crc":"{crc:08x}"}}"#));
-    (body, crc)
+    let mut line = Vec::with_capacity(512);
+    let crc = write_line(&mut line, event);
+    (String::from_utf8(line).expect("serde_json writes UTF-8"), crc)
+}
+
+/// Append the event's line (without a newline) to `buf`, giving the checksum it carries. The
+/// journal writes a batch's lines straight into its buffer: no line of its own to grow and
+/// copy per event.
+pub fn write_line(buf: &mut Vec<u8>, event: &Event) -> u32 {
+    let start = buf.len();
+    serde_json::to_writer(&mut *buf, event).expect("events always serialize");
+    let crc = crc32c::crc32c(&buf[start..]);
+    buf.pop(); // the closing brace; the crc member takes its place
+    buf.extend_from_slice(br#","crc":""#);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    buf.extend(
+        (0..8)
+            .rev()
+            .map(|nibble| HEX[(crc >> (nibble * 4)) as usize & 0xf]),
+    );
+    buf.extend_from_slice(br#""}"#);
+    crc
 }
 
 /// Why a line is not a valid event.

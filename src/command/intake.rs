@@ -440,10 +440,11 @@ impl Engine {
         assigned.path = Some(dest);
         assigned.edits = Some(edits.clone());
         let assigned = assigned.with_data("task", task_meta(&task));
-        // The bytes parsed, so they are UTF-8.
+        // The bytes parsed, so they are UTF-8 (the lossy reading never replaces anything).
+        let text = std::str::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes), Into::into);
         let taken = Taken {
             fingerprint,
-            edited: edited_parsed(&String::from_utf8_lossy(bytes), task.doc, shape, &edits),
+            edited: edited_parsed(&text, task.doc, shape, &edits),
             edits,
         };
         self.emit(assigned);

@@ -142,16 +142,21 @@ impl Engine {
     }
 
     /// Check specific paths reported by the watcher (files outside the inbox).
-    pub fn check_paths(&mut self, paths: &[String]) -> Result<(), Fatal> {
+    pub fn check_paths(&mut self, paths: &[(String, Option<Fingerprint>)]) -> Result<(), Fatal> {
         self.commit()?;
-        // Only task files matter; the daemon's own temp files make most of the events.
+        // Only task files matter; the daemon's own temp files make most of the events. A file
+        // the watcher found as the state knows it needs no look: most are the echo of the
+        // daemon's own moves, and a later change would have made a hint of its own.
         let found: Vec<(&String, Option<Fingerprint>)> = paths
             .iter()
-            .filter(|rel| {
+            .filter(|(rel, seen)| {
                 let name = rel.rsplit('/').next().unwrap_or_default();
-                !layout::is_ignored_name(name) && layout::is_yaml_name(name) && place_of(rel).is_some()
+                !layout::is_ignored_name(name)
+                    && layout::is_yaml_name(name)
+                    && place_of(rel).is_some()
+                    && (seen.is_none() || self.state.at_path(rel).is_none_or(|e| e.fingerprint != *seen))
             })
-            .map(|rel| {
+            .map(|(rel, _)| {
                 let meta = fs::symlink_metadata(self.layout.abs(rel));
                 (rel, meta.ok().map(|m| Fingerprint::of(&m)))
             })

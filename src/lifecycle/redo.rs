@@ -33,11 +33,16 @@ struct Header {
 /// rewrites whose source is still intact. The first record also makes its name durable: a
 /// record whose directory entry a power loss took would leave the rewrites it covers lost.
 pub fn write(path: &Path, batch: u64, rewrites: &[Rewrite]) -> Result<(), FsError> {
-    let mut text = serde_json::to_string(&Header { batch }).expect("a header serializes");
-    text.push('\n');
+    let size: usize = rewrites
+        .iter()
+        .map(|r| r.content.len() + r.src.len() + r.dest.len() + 96)
+        .sum();
+    let mut text = Vec::with_capacity(32 + size);
+    serde_json::to_writer(&mut text, &Header { batch }).expect("a header serializes");
+    text.push(b'\n');
     for r in rewrites {
-        text.push_str(&serde_json::to_string(r).expect("a rewrite serializes"));
-        text.push('\n');
+        serde_json::to_writer(&mut text, r).expect("a rewrite serializes");
+        text.push(b'\n');
     }
     let created = !path.exists();
     let mut file = OpenOptions::new()
@@ -46,7 +51,7 @@ pub fn write(path: &Path, batch: u64, rewrites: &[Rewrite]) -> Result<(), FsErro
         .truncate(true)
         .open(path)
         .map_err(ctx("open", path))?;
-    file.write_all(text.as_bytes()).map_err(ctx("write", path))?;
+    file.write_all(&text).map_err(ctx("write", path))?;
     file.sync_data().map_err(ctx("fsync", path))?;
     if created {
         fsync_dir(path.parent().unwrap_or(Path::new(".")))?;

@@ -7,9 +7,14 @@ use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::Hint;
+use super::{Hint, Seen};
 
-pub fn start(dir: &Path, tx: UnboundedSender<Hint>) -> notify::Result<notify::RecommendedWatcher> {
+pub fn start(
+    dir: &Path,
+    unstated: &Path,
+    tx: UnboundedSender<Hint>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    let unstated = unstated.to_path_buf();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let hint = match res {
             Ok(ev) if ev.need_rescan() => Hint::Rescan,
@@ -28,7 +33,11 @@ pub fn start(dir: &Path, tx: UnboundedSender<Hint>) -> notify::Result<notify::Re
                     return;
                 }
                 Hint::Paths {
-                    paths: ev.paths,
+                    paths: ev
+                        .paths
+                        .into_iter()
+                        .map(|p| Seen::new(p, complete, &unstated))
+                        .collect(),
                     complete,
                 }
             }
@@ -70,7 +79,7 @@ mod tests {
 
     fn names(hints: &[Hint], path: &Path, complete: bool) -> bool {
         hints.iter().any(|h| {
-            matches!(h, Hint::Paths { paths, complete: c } if *c == complete && paths.iter().any(|p| p == path))
+            matches!(h, Hint::Paths { paths, complete: c } if *c == complete && paths.iter().any(|p| p.path == path))
         })
     }
 
@@ -80,7 +89,7 @@ mod tests {
         let root = dir.path().canonicalize().unwrap();
         std::fs::create_dir(root.join("inbox")).unwrap();
         let (tx, mut rx) = unbounded_channel();
-        let _watcher = start(&root, tx).unwrap();
+        let _watcher = start(&root, &root.join("inbox"), tx).unwrap();
         let renamed: PathBuf = root.join("inbox/a.yaml");
         std::fs::write(root.join("inbox/.a.tmp"), "agent: x\n").unwrap();
         std::fs::rename(root.join("inbox/.a.tmp"), &renamed).unwrap();
@@ -106,7 +115,7 @@ mod tests {
         let file = root.join("a.yaml");
         std::fs::write(&file, "agent: x\n").unwrap();
         let (tx, mut rx) = unbounded_channel();
-        let _watcher = start(&root, tx).unwrap();
+        let _watcher = start(&root, &root.join("inbox"), tx).unwrap();
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "agent: x\n");
         let hints = hints_for(&mut rx, Duration::from_millis(300), |h| !h.is_empty());
         assert!(hints.is_empty(), "a read was reported: {hints:?}");

@@ -1,6 +1,7 @@
 //! The Linux watcher: one inotify descriptor over a directory tree, read on its own thread,
-//! turned into hints. Keeps the tree's watches current as directories come and go. Touches
-//! no file; only lists new directories.
+//! turned into hints. Keeps the tree's watches current as directories come and go. Opens no
+//! file; lists new directories and stats the files their writers are done with (on this
+//! thread, so that the daemon's echo of its own moves costs its thread no syscall).
 //!
 //! After each read it pauses before waiting again. A thread blocked on the descriptor is
 //! woken by every event that arrives, and in a burst most events are the daemon's own
@@ -18,8 +19,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::Hint;
 use super::inotify::{Inotify, RawEvent, wait_readable};
+use super::{Hint, Seen};
 
 /// Names coming and going and writers closing. Opens, reads, writes and attribute changes
 /// are not asked for: the daemon's own reads and writes would be most of them, and a writer
@@ -42,10 +43,11 @@ pub struct TreeWatcher {
 }
 
 impl TreeWatcher {
-    pub fn start(dir: &Path, tx: UnboundedSender<Hint>) -> io::Result<TreeWatcher> {
+    pub fn start(dir: &Path, unstated: &Path, tx: UnboundedSender<Hint>) -> io::Result<TreeWatcher> {
         let mut tree = Tree {
             inotify: Inotify::new()?,
             dirs: HashMap::new(),
+            unstated: unstated.to_path_buf(),
             tx,
         };
         // The root may be a symlink (a shared folder linked into the work tree); below it
@@ -84,6 +86,8 @@ struct Tree {
     inotify: Inotify,
     /// Each watched directory by its watch.
     dirs: HashMap<i32, PathBuf>,
+    /// Whose files are not stat-ed.
+    unstated: PathBuf,
     tx: UnboundedSender<Hint>,
 }
 
@@ -135,7 +139,8 @@ impl Tree {
                     // Files may be in it before its watch is: report them.
                     let mut found = Vec::new();
                     let _ = self.add(&path, libc::IN_DONT_FOLLOW, Some(&mut found));
-                    push_paths(&mut hints, found, false);
+                    let found = found.into_iter().map(|p| Seen::new(p, false, &self.unstated));
+                    push_paths(&mut hints, found.collect(), false);
                 } else if ev.mask & libc::IN_MOVED_FROM != 0 {
                     // Its tasks left with it, and no event says so for each.
                     self.forget(&path);
@@ -144,7 +149,11 @@ impl Tree {
                 continue;
             }
             let complete = ev.mask & (libc::IN_CLOSE_WRITE | libc::IN_MOVED_TO) != 0;
-            push_paths(&mut hints, vec![path], complete);
+            push_paths(
+                &mut hints,
+                vec![Seen::new(path, complete, &self.unstated)],
+                complete,
+            );
         }
         hints.into_iter().all(|h| self.tx.send(h).is_ok())
     }
@@ -188,7 +197,7 @@ impl Tree {
 }
 
 /// Append `paths` to the last hint when it is of the same kind, else as a new hint.
-fn push_paths(hints: &mut Vec<Hint>, paths: Vec<PathBuf>, complete: bool) {
+fn push_paths(hints: &mut Vec<Hint>, paths: Vec<Seen>, complete: bool) {
     if paths.is_empty() {
         return;
     }
@@ -236,12 +245,12 @@ mod tests {
             std::fs::create_dir_all(root.path().join(d)).unwrap();
         }
         let (tx, rx) = unbounded_channel();
-        let watcher = TreeWatcher::start(root.path(), tx).unwrap();
+        let watcher = TreeWatcher::start(root.path(), &root.path().join("inbox"), tx).unwrap();
         (root, watcher, rx)
     }
 
     fn names(hint: &Hint, path: &Path, complete: bool) -> bool {
-        matches!(hint, Hint::Paths { paths, complete: c } if *c == complete && paths.iter().any(|p| p == path))
+        matches!(hint, Hint::Paths { paths, complete: c } if *c == complete && paths.iter().any(|p| p.path == path))
     }
 
     #[test]
@@ -256,6 +265,37 @@ mod tests {
         std::fs::remove_file(&moved).unwrap();
         until(&mut rx, "the removal", |h| names(h, &moved, false));
         drop(watcher);
+    }
+
+    #[test]
+    fn a_finished_file_comes_with_what_its_stat_found_except_in_the_unstated_folder() {
+        let (root, _watcher, mut rx) = watched(&["assigned/bot", "inbox"]);
+        let task = root.path().join("assigned/bot/t.yaml");
+        std::fs::write(&task, "id: t\n").unwrap();
+        let dropped = root.path().join("inbox/u.yaml");
+        std::fs::write(&dropped, "id: u\n").unwrap();
+        let mut hints = until(&mut rx, "the task's write closed", |h| names(h, &task, true));
+        hints.extend(until(&mut rx, "the drop's write closed", |h| {
+            names(h, &dropped, true)
+        }));
+        let stat_of = |path: &Path| -> Vec<Option<crate::lifecycle::fsops::Fingerprint>> {
+            hints
+                .iter()
+                .filter_map(|h| match h {
+                    Hint::Paths {
+                        paths,
+                        complete: true,
+                    } => Some(paths),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|seen| seen.path == path)
+                .map(|seen| seen.fingerprint)
+                .collect()
+        };
+        let now = crate::lifecycle::fsops::Fingerprint::of(&std::fs::symlink_metadata(&task).unwrap());
+        assert_eq!(stat_of(&task), vec![Some(now)]);
+        assert_eq!(stat_of(&dropped), vec![None], "the inbox's files are read anyway");
     }
 
     #[test]
@@ -287,7 +327,7 @@ mod tests {
         let seen = until(&mut rx, "the marker", |h| names(h, &marker, true));
         assert!(
             !seen.iter().any(
-                |h| matches!(h, Hint::Paths { paths, .. } if paths.iter().any(|p| p.ends_with("gone.yaml")))
+                |h| matches!(h, Hint::Paths { paths, .. } if paths.iter().any(|p| p.path.ends_with("gone.yaml")))
             ),
             "a directory outside the root is not reported: {seen:?}"
         );
@@ -300,7 +340,7 @@ mod tests {
         let link = holder.path().join("collaboration");
         std::os::unix::fs::symlink(real.path(), &link).unwrap();
         let (tx, mut rx) = unbounded_channel();
-        let _watcher = TreeWatcher::start(&link, tx).unwrap();
+        let _watcher = TreeWatcher::start(&link, &link.join("inbox"), tx).unwrap();
         let file = link.join("inbox/t.yaml");
         std::fs::write(&file, "x").unwrap();
         until(&mut rx, "a file below the linked root", |h| names(h, &file, true));
