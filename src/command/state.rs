@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 
 use super::queue::{Listing, Queue};
 use crate::card::{Card, Names, change_out_of_line};
@@ -116,15 +116,24 @@ impl Entry {
 
 /// The fields of a task file that the daemon schedules by, as carried in events.
 pub fn task_meta(task: &Task) -> Value {
-    json!({
-        "title": task.title_or_id(),
-        "agent": task.agent,
-        "priority": task.priority.as_str(),
-        "depends_on": task.depends_on,
-        "approval_required": task.approval_required,
-        "timeout_s": task.timeout_s,
-        "max_attempts": task.max_attempts,
-    })
+    // Built by hand, sized once: `json!` grows the map and goes through serde for each value,
+    // and every task taken in makes one.
+    let mut meta = Map::with_capacity(7);
+    meta.insert("title".into(), Value::String(task.title_or_id()));
+    meta.insert("agent".into(), Value::String(task.agent.clone()));
+    meta.insert("priority".into(), Value::String(task.priority.as_str().into()));
+    let depends_on = task.depends_on.iter().cloned().map(Value::String).collect();
+    meta.insert("depends_on".into(), Value::Array(depends_on));
+    meta.insert("approval_required".into(), Value::Bool(task.approval_required));
+    meta.insert(
+        "timeout_s".into(),
+        task.timeout_s.map_or(Value::Null, Value::from),
+    );
+    meta.insert(
+        "max_attempts".into(),
+        task.max_attempts.map_or(Value::Null, Value::from),
+    );
+    Value::Object(meta)
 }
 
 /// Every task by id. A table of boxed entries found by their own id: 8 bytes a slot, where a
@@ -635,7 +644,30 @@ fn apply_meta(card: &mut Card, meta: &Value, names: &mut Names) {
 mod tests {
     use super::*;
     use crate::command::queue::Step;
-    use serde_json::Map;
+    use serde_json::json;
+
+    #[test]
+    fn task_meta_holds_the_scheduling_fields_in_order() {
+        let task =
+            |yaml: &str| Task::from_doc(crate::command::intake::parse_mapping(yaml).ok().unwrap()).unwrap();
+        let full = task(
+            "agent: bot\ntitle: Do it\npriority: high\ndepends_on: [a, b]\n\
+             human_approval_required: true\ntimeout_s: 60\nmax_attempts: 3\n",
+        );
+        let meta = json!({"title": "Do it", "agent": "bot", "priority": "high",
+            "depends_on": ["a", "b"], "approval_required": true, "timeout_s": 60, "max_attempts": 3});
+        assert_eq!(
+            serde_json::to_string(&task_meta(&full)).unwrap(),
+            meta.to_string()
+        );
+        let bare = task("id: t1\nagent: bot\n");
+        let meta = json!({"title": "t1", "agent": "bot", "priority": "normal",
+            "depends_on": [], "approval_required": false, "timeout_s": null, "max_attempts": null});
+        assert_eq!(
+            serde_json::to_string(&task_meta(&bare)).unwrap(),
+            meta.to_string()
+        );
+    }
 
     /// The `data` of an event that describes a task file: its metadata.
     fn task_data(meta: Value) -> Option<Map<String, Value>> {
