@@ -7,6 +7,7 @@
 //! on the budgeted parser to read the original and, unless where the parser found
 //! the root's keys shows the line-level edit right by construction, to prove it.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -179,14 +180,15 @@ fn same_value(a: &Value, b: &Value) -> bool {
 struct Layout<'t> {
     lines: Vec<&'t str>,
     text_len: usize,
-    entries: Vec<Entry>,
+    entries: Vec<Entry<'t>>,
     /// Index of the line where the mapping's body ends (a `...` marker or EOF).
     body_end: usize,
     newline: &'static str,
 }
 
-struct Entry {
-    key: String,
+struct Entry<'t> {
+    /// Borrowed from the text where the key is written as its own name (nearly always).
+    key: Cow<'t, str>,
     start: usize,
     /// Exclusive; trailing blank and column-0 comment lines are left out because
     /// they introduce whatever follows.
@@ -276,10 +278,11 @@ impl<'t> Layout<'t> {
             && self.lines[..first].iter().all(|line| is_preamble(trim_eol(line)))
             && self.body_end == self.lines.len()
             && text.ends_with('\n')
-            && !text
-                .bytes()
-                .zip(text.bytes().skip(1).chain([b'\n']))
-                .any(|(b, next)| b == b'\r' && next != b'\n')
+            && (!text.as_bytes().contains(&b'\r')
+                || !text
+                    .bytes()
+                    .zip(text.bytes().skip(1).chain([b'\n']))
+                    .any(|(b, next)| b == b'\r' && next != b'\n'))
     }
 
     fn apply(&self, edits: &[Edit]) -> String {
@@ -472,11 +475,11 @@ fn plain_key_end(line: &str) -> Option<usize> {
 }
 
 /// Resolves the written key the way the parser does, quotes, escapes and all.
-fn key_name(key_text: &str) -> Option<String> {
+fn key_name(key_text: &str) -> Option<Cow<'_, str>> {
     if is_identifier(key_text) && reads_as_string(key_text) {
-        return Some(key_text.to_owned());
+        return Some(Cow::Borrowed(key_text));
     }
-    key_name_from_parser(key_text)
+    key_name_from_parser(key_text).map(Cow::Owned)
 }
 
 fn key_name_from_parser(key_text: &str) -> Option<String> {
@@ -1147,7 +1150,11 @@ assigned_at: 2026-02-05T15:00:00Z
             "status",
             "in_progress",
         ] {
-            assert_eq!(key_name(word), key_name_from_parser(word), "{word}");
+            assert_eq!(
+                key_name(word).map(Cow::into_owned),
+                key_name_from_parser(word),
+                "{word}"
+            );
         }
         for not_a_timestamp in [
             "2026-02-05T14:00:00",
@@ -1195,7 +1202,7 @@ assigned_at: 2026-02-05T15:00:00Z
             prop_assert_eq!(reads_as_string(&s), resolves_to_string(&s));
             if reads_as_string(&s) {
                 prop_assert!(parser_reads_back_plain(&s), "{s:?}");
-                prop_assert_eq!(key_name(&s), key_name_from_parser(&s));
+                prop_assert_eq!(key_name(&s).map(Cow::into_owned), key_name_from_parser(&s));
             }
         }
 
