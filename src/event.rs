@@ -3,6 +3,8 @@
 //! of the line with that member removed. Encoding and decoding only; appending and fsync live
 //! in `store::journal`.
 
+use std::io::Write;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -124,14 +126,7 @@ pub fn write_line(buf: &mut Vec<u8>, event: &Event) -> u32 {
     serde_json::to_writer(&mut *buf, event).expect("events always serialize");
     let crc = crc32c::crc32c(&buf[start..]);
     buf.pop(); // the closing brace; the crc member takes its place
-    buf.extend_from_slice(br#","crc":""#);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    buf.extend(
-        (0..8)
-            .rev()
-            .map(|nibble| HEX[(crc >> (nibble * 4)) as usize & 0xf]),
-    );
-    buf.extend_from_slice(br#""}"#);
+    write!(buf, r#","crc":"{crc:08x}"}}"#).expect("writing to a Vec cannot fail");
     crc
 }
 

@@ -75,11 +75,13 @@ impl Layout {
     /// `status_folder`, with room for `more` bytes after it. Pushed, not `format!`ted: every
     /// task taken in makes one, and formatting its path cost ~1,800 instructions.
     fn folder_with_room(status: Status, agent: &str, more: usize) -> String {
-        let base = match status {
-            Status::New | Status::Inbox => return "work/collaboration/inbox".to_string(),
-            Status::Assigned | Status::InProgress | Status::Blocked => "work/collaboration/assigned/",
-            Status::Done => "work/collaboration/done/",
-            Status::Error => "work/collaboration/error/",
+        let (base, agent) = match status {
+            Status::New | Status::Inbox => ("work/collaboration/inbox", ""),
+            Status::Assigned | Status::InProgress | Status::Blocked => {
+                ("work/collaboration/assigned/", agent)
+            }
+            Status::Done => ("work/collaboration/done/", agent),
+            Status::Error => ("work/collaboration/error/", agent),
         };
         let mut folder = String::with_capacity(base.len() + agent.len() + more);
         folder.push_str(base);

@@ -132,17 +132,17 @@ enum Look {
 
 /// A regular inbox file as read, checksummed and (if UTF-8) parsed.
 struct Content {
-    bytes: Vec<u8>,
     fingerprint: Fingerprint,
     crc: u32,
-    /// `None`: the bytes are not UTF-8.
-    doc: Option<Result<Parsed, Refusal>>,
+    len: usize,
+    /// The file's text and its parse; `None`: the bytes are not UTF-8.
+    text: Option<(String, Result<Parsed, Refusal>)>,
 }
 
 impl Look {
     fn bytes(&self) -> usize {
         match self {
-            Look::File(_, Ok(content)) => content.bytes.len(),
+            Look::File(_, Ok(content)) => content.len,
             _ => 0,
         }
     }
@@ -177,12 +177,16 @@ fn look(
         return Look::Unsettled(at);
     } else {
         let read = fsops::read_stated_task_file(&path, &meta, max_bytes).map(|(bytes, fingerprint)| {
-            let doc = std::str::from_utf8(&bytes).ok().map(parse_mapping_shaped);
+            let (crc, len) = (crc32c::crc32c(&bytes), bytes.len());
+            let text = String::from_utf8(bytes).ok().map(|text| {
+                let doc = parse_mapping_shaped(&text);
+                (text, doc)
+            });
             Content {
-                crc: crc32c::crc32c(&bytes),
-                bytes,
                 fingerprint,
-                doc,
+                crc,
+                len,
+                text,
             }
         });
         return Look::File(meta, read);
@@ -282,7 +286,7 @@ impl Engine {
             }
         };
         file.crc = Some(content.crc);
-        let Some(doc) = content.doc else {
+        let Some((text, doc)) = content.text else {
             self.reject(
                 &file,
                 Refusal::new(
@@ -307,7 +311,7 @@ impl Engine {
         if doc.contains_key("command") {
             self.apply_command_file(&file, doc);
         } else {
-            match self.intake_task(&file, doc, &shape, &content.bytes, content.fingerprint) {
+            match self.intake_task(&file, doc, &shape, &text, content.fingerprint) {
                 Ok(taken) => {
                     self.source_cache.insert(file.rel, taken);
                 }
@@ -359,7 +363,7 @@ impl Engine {
         (age < grace).then(|| Instant::now() + (grace - age))
     }
 
-    /// Order the move of a valid new task into `assigned/<agent>/` (`doc`: `bytes` parsed;
+    /// Order the move of a valid new task into `assigned/<agent>/` (`doc`: `text` parsed;
     /// `shape`: where its keys stand). Gives back the text the move will write, worked out
     /// while the parse is at hand.
     fn intake_task(
@@ -367,7 +371,7 @@ impl Engine {
         file: &InboxFile,
         doc: Map<String, Value>,
         shape: &yaml::Shape,
-        bytes: &[u8],
+        text: &str,
         fingerprint: Fingerprint,
     ) -> Result<Taken, Refusal> {
         let task = Task::from_doc(doc)?;
@@ -440,11 +444,9 @@ impl Engine {
         assigned.path = Some(dest);
         assigned.edits = Some(edits.clone());
         let assigned = assigned.with_data("task", task_meta(&task));
-        // The bytes parsed, so they are UTF-8 (the lossy reading never replaces anything).
-        let text = std::str::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes), Into::into);
         let taken = Taken {
             fingerprint,
-            edited: edited_parsed(&text, task.doc, shape, &edits),
+            edited: edited_parsed(text, task.doc, shape, &edits),
             edits,
         };
         self.emit(assigned);

@@ -154,7 +154,7 @@ impl Engine {
                 !layout::is_ignored_name(name)
                     && layout::is_yaml_name(name)
                     && place_of(rel).is_some()
-                    && (seen.is_none() || self.state.at_path(rel).is_none_or(|e| e.fingerprint != *seen))
+                    && !self.is_known_version(rel, *seen)
             })
             .map(|(rel, _)| {
                 let meta = fs::symlink_metadata(self.layout.abs(rel));
@@ -226,6 +226,12 @@ impl Engine {
     }
 
     /// Look at one task file whose fingerprint may have changed.
+    /// Is the file at `rel` the version the state records there (a known task's file, as the
+    /// daemon last wrote or read it)?
+    fn is_known_version(&self, rel: &str, fp: Option<Fingerprint>) -> bool {
+        fp.is_some() && self.state.at_path(rel).is_some_and(|e| e.fingerprint == fp)
+    }
+
     fn check_file(&mut self, rel: &str, fp: Option<Fingerprint>) {
         let known = self.state.at_path(rel).cloned();
         tracing::debug!(
@@ -234,10 +240,7 @@ impl Engine {
             changed = known.as_ref().is_none_or(|e| e.fingerprint != fp),
             "check file"
         );
-        if let Some(entry) = &known
-            && entry.fingerprint.is_some()
-            && entry.fingerprint == fp
-        {
+        if self.is_known_version(rel, fp) {
             return;
         }
         if known.is_none() && self.problem_known(rel, fp) {

@@ -33,11 +33,7 @@ struct Header {
 /// rewrites whose source is still intact. The first record also makes its name durable: a
 /// record whose directory entry a power loss took would leave the rewrites it covers lost.
 pub fn write(path: &Path, batch: u64, rewrites: &[Rewrite]) -> Result<(), FsError> {
-    let size: usize = rewrites
-        .iter()
-        .map(|r| r.content.len() + r.src.len() + r.dest.len() + 96)
-        .sum();
-    let mut text = Vec::with_capacity(32 + size);
+    let mut text = Vec::new();
     serde_json::to_writer(&mut text, &Header { batch }).expect("a header serializes");
     text.push(b'\n');
     for r in rewrites {
