@@ -692,6 +692,12 @@ impl Index {
         Ok(applied)
     }
 
+    /// Bytes in the WAL file: what the next checkpoint has to copy and sync (an overestimate
+    /// after SQLite's own checkpoint, which restarts the WAL without shrinking the file).
+    pub fn wal_bytes(&self) -> u64 {
+        std::fs::metadata(with_suffix(&self.path, "-wal")).map_or(0, |m| m.len())
+    }
+
     /// Copy the WAL into the database and empty it. `false`: a reader held an older snapshot
     /// (a query running at that moment), so the WAL could not be emptied; try again later.
     pub fn checkpoint(&mut self) -> Result<bool, IndexError> {

@@ -153,6 +153,28 @@ fn incremental_in_any_batches_equals_rebuild() {
 }
 
 #[test]
+fn the_wal_grows_with_each_batch_and_a_checkpoint_empties_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events.jsonl");
+    let mut journal = Journal::open(&log, |_| {}).unwrap().journal;
+    let db = dir.path().join("index.sqlite");
+    let (mut index, _) = Index::open(&db, &log).unwrap();
+    assert!(index.checkpoint().unwrap());
+    assert_eq!(index.wal_bytes(), 0);
+    let mut evs = history();
+    let mut before = 0;
+    for batch in evs.chunks_mut(4) {
+        let places = journal.append(batch).unwrap();
+        index.apply(batch, &places).unwrap();
+        // What the daemon's pause-time checkpoint goes by: the pages still to copy.
+        assert!(index.wal_bytes() > before, "{} after {before}", index.wal_bytes());
+        before = index.wal_bytes();
+    }
+    assert!(index.checkpoint().unwrap());
+    assert_eq!(index.wal_bytes(), 0);
+}
+
+#[test]
 fn a_batch_that_is_not_in_the_log_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let log = write_log(dir.path(), &mut history()[..4]);
