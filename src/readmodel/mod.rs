@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use memchr::memmem::Finder;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -632,13 +633,17 @@ pub fn history_from_log(
     let mut handoffs: VecDeque<HandoffView> = VecDeque::new();
     let mut runs = Vec::new();
     let mut last_seq = 0;
+    let handoff_created = Finder::new(b"\"event\":\"handoff_created\"");
+    let run_id = Finder::new(b"\"run_id\":");
     crate::store::logread::stream_raw(path, |seq, line| {
         if seq > upto {
             return false;
         }
         last_seq = seq;
-        let handoff = head_contains(line, b"\"event\":\"handoff_created\"");
-        let run = head_contains(line, b"\"run_id\":");
+        // Where `event`, `task_id` and `run_id` are written, near the start of a line.
+        let head = &line[..line.len().min(400)];
+        let handoff = handoff_created.find(head).is_some();
+        let run = run_id.find(head).is_some();
         let recent_enough = seq + RECENT_EVENTS as u64 > upto;
         if (handoff || run || recent_enough)
             && let Some(ev) = std::str::from_utf8(line)
@@ -664,13 +669,6 @@ pub fn history_from_log(
     })
 }
 
-/// Does the start of an event line (where `event`, `task_id` and `run_id` are) hold `needle`?
-fn head_contains(line: &[u8], needle: &[u8]) -> bool {
-    line[..line.len().min(400)]
-        .windows(needle.len())
-        .any(|w| w == needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -692,6 +690,38 @@ mod tests {
             .into_iter()
             .map(|p| (p.kind, p.message))
             .collect()
+    }
+
+    #[test]
+    fn the_history_read_at_start_finds_every_handoff_and_run_event_and_the_recent_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("events.jsonl");
+        let mut events = Vec::new();
+        for i in 0..1000u64 {
+            let mut ev = Event::task("task_assigned", &format!("t-{i}"));
+            if i % 250 == 7 {
+                ev.event = "handoff_created".into();
+                ev.agent = Some("next".into());
+            }
+            if i % 300 == 11 {
+                ev.run_id = Some(format!("run-{i}"));
+            }
+            events.push(ev);
+        }
+        let mut journal = crate::store::journal::Journal::open(&log, |_| {})
+            .unwrap()
+            .journal;
+        journal.append(&mut events).unwrap();
+        let upto = 990;
+        let history = history_from_log(&log, upto).unwrap();
+        assert_eq!(history.last_seq, upto);
+        // Event i has seq i + 1.
+        let handoffs: Vec<u64> = history.handoffs.iter().map(|h| h.seq).collect();
+        assert_eq!(handoffs, [8, 258, 508, 758]);
+        let runs: Vec<u64> = history.runs.iter().map(|r| r.seq).collect();
+        assert_eq!(runs, [12, 312, 612, 912]);
+        assert_eq!(history.events.len(), RECENT_EVENTS);
+        assert_eq!(history.events.last().map(|e| e.seq), Some(upto));
     }
 
     #[test]
