@@ -225,13 +225,13 @@ impl Engine {
         );
     }
 
-    /// Look at one task file whose fingerprint may have changed.
     /// Is the file at `rel` the version the state records there (a known task's file, as the
     /// daemon last wrote or read it)?
     fn is_known_version(&self, rel: &str, fp: Option<Fingerprint>) -> bool {
         fp.is_some() && self.state.at_path(rel).is_some_and(|e| e.fingerprint == fp)
     }
 
+    /// Look at one task file whose fingerprint may have changed.
     fn check_file(&mut self, rel: &str, fp: Option<Fingerprint>) {
         let known = self.state.at_path(rel).cloned();
         tracing::debug!(

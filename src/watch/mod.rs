@@ -40,10 +40,13 @@ impl Seen {
     /// A path an event named; `complete`: the event says its writer finished, so it is
     /// stat-ed (unless it is directly in `unstated`).
     fn new(path: PathBuf, complete: bool, unstated: &Path) -> Seen {
-        let fingerprint = (complete && path.parent() != Some(unstated))
-            .then(|| std::fs::symlink_metadata(&path).ok())
-            .flatten()
-            .map(|meta| Fingerprint::of(&meta));
+        let fingerprint = if complete && path.parent() != Some(unstated) {
+            std::fs::symlink_metadata(&path)
+                .ok()
+                .map(|meta| Fingerprint::of(&meta))
+        } else {
+            None
+        };
         Seen { path, fingerprint }
     }
 }
