@@ -69,18 +69,22 @@ fn key_hash<Q: Hash + ?Sized>(key: &Q) -> u64 {
 }
 
 /// Cached rows of one table, each with its key's hash: computed once per touch, it finds the
-/// slot in one probe and, when the rows are written, is what `written` remembers. When the
-/// projection started on an empty database, the hashes of the keys it has written are
-/// remembered, so a key neither cached nor written needs no lookup. Hashes, not keys: a
-/// rebuild writes hundreds of thousands of keys, and moving each into a set (and freeing the
-/// set at the end) cost a tenth of it. Two keys sharing a hash only cost a lookup that finds
-/// nothing; a hash is never forgotten for the same reason.
+/// slot in one probe and, when the rows are written, is what `written` remembers. The rows
+/// live in a `Vec` in the order they were first touched and the hash table holds their
+/// positions: a rebuild keeps every task and attempt of the log, and a table of the rows
+/// themselves copied each one as it went in and again at every growth (a twentieth of the
+/// reading thread). When the projection started on an empty database, the hashes of the keys
+/// it has written are remembered, so a key neither cached nor written needs no lookup.
+/// Hashes, not keys: a rebuild writes hundreds of thousands of keys, and moving each into a
+/// set (and freeing the set at the end) cost a tenth of it. Two keys sharing a hash only cost
+/// a lookup that finds nothing; a hash is never forgotten for the same reason.
 struct Cache<K, T> {
-    rows: HashTable<Cached<K, T>>,
+    positions: HashTable<u32>,
+    rows: Vec<Cached<K, T>>,
     written: Option<HashSet<u64, BuildHasherDefault<FxHasher>>>,
-    /// Hashes of the rows handed out clean since the last flush (with repeats): where the
+    /// Positions of the rows handed out clean since the last flush (with repeats): where the
     /// changed ones are.
-    touched: Vec<u64>,
+    touched: Vec<u32>,
 }
 
 struct Cached<K, T> {
@@ -92,17 +96,22 @@ struct Cached<K, T> {
 impl<K: Eq + Hash, T> Cache<K, T> {
     fn new(empty: bool) -> Cache<K, T> {
         Cache {
-            rows: HashTable::new(),
+            positions: HashTable::new(),
+            rows: Vec::new(),
             written: empty.then(HashSet::default),
             touched: Vec::new(),
         }
     }
 
-    fn cached<Q: Eq + ?Sized>(&self, hash: u64, key: &Q) -> bool
-    where
-        K: Borrow<Q>,
-    {
-        self.rows.find(hash, |c| c.key.borrow() == key).is_some()
+    /// The position of the row of the key of this hash that `is_key` recognises.
+    fn position(&self, hash: u64, is_key: impl Fn(&K) -> bool) -> Option<u32> {
+        let rows = &self.rows;
+        self.positions
+            .find(hash, |&at| {
+                let c = &rows[at as usize];
+                c.hash == hash && is_key(&c.key)
+            })
+            .copied()
     }
 
     /// Could the database hold a row for a key of this hash?
@@ -120,7 +129,7 @@ impl<K: Eq + Hash, T> Cache<K, T> {
             return false;
         }
         let hash = key_hash(key);
-        self.cached(hash, key) || self.maybe_in_db(hash)
+        self.position(hash, |k| k.borrow() == key).is_some() || self.maybe_in_db(hash)
     }
 
     /// The slot of `key`, loaded on first use; the key is copied only then.
@@ -145,22 +154,29 @@ impl<K: Eq + Hash, T> Cache<K, T> {
         make_key: impl FnOnce() -> K,
         load: impl FnOnce() -> rusqlite::Result<Option<T>>,
     ) -> rusqlite::Result<&mut Slot<T>> {
-        if self.rows.find(hash, |c| is_key(&c.key)).is_none() {
-            let row = if self.maybe_in_db(hash) { load()? } else { None };
-            let slot = Slot { row, dirty: false };
-            let cached = Cached {
-                hash,
-                key: make_key(),
-                slot,
-            };
-            self.touched.push(hash);
-            return Ok(&mut self.rows.insert_unique(hash, cached, |c| c.hash).into_mut().slot);
-        }
-        let found = self.rows.find_mut(hash, |c| is_key(&c.key)).expect("cached");
-        if !found.slot.dirty {
-            self.touched.push(hash);
-        }
-        Ok(&mut found.slot)
+        let at = match self.position(hash, is_key) {
+            Some(at) => {
+                if !self.rows[at as usize].slot.dirty {
+                    self.touched.push(at);
+                }
+                at
+            }
+            None => {
+                let row = if self.maybe_in_db(hash) { load()? } else { None };
+                let at = u32::try_from(self.rows.len()).expect("fewer than 2^32 rows cached");
+                self.rows.push(Cached {
+                    hash,
+                    key: make_key(),
+                    slot: Slot { row, dirty: false },
+                });
+                let rows = &self.rows;
+                self.positions
+                    .insert_unique(hash, at, |&at| rows[at as usize].hash);
+                self.touched.push(at);
+                at
+            }
+        };
+        Ok(&mut self.rows[at as usize].slot)
     }
 
     /// Hand every changed row to `emit`, in key order (B-tree inserts stay sequential). With
@@ -176,22 +192,25 @@ impl<K: Eq + Hash, T> Cache<K, T> {
         touched.dedup();
         let mut dirty: Vec<&Cached<K, T>> = touched
             .iter()
-            .flat_map(|&hash| self.rows.iter_hash(hash))
+            .map(|&at| &self.rows[at as usize])
             .filter(|c| c.slot.dirty)
             .collect();
-        dirty.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        // In the order they were first touched, which is often (ids that grow with time)
+        // nearly key order already: the stable sort runs through such a list in one pass.
+        dirty.sort_by(|a, b| a.key.cmp(&b.key));
         for c in dirty {
             emit(&c.key, c.slot.row.as_ref());
         }
         if keep {
-            for &hash in &touched {
-                self.rows.iter_hash_mut(hash).for_each(|c| c.slot.dirty = false);
+            for &at in &touched {
+                self.rows[at as usize].slot.dirty = false;
             }
         } else {
             if let Some(written) = &mut self.written {
                 written.extend(self.rows.iter().filter(|c| c.slot.row.is_some()).map(|c| c.hash));
             }
             self.rows.clear();
+            self.positions.clear();
         }
         touched.clear();
         self.touched = touched;
