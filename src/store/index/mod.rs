@@ -235,7 +235,7 @@ fn project_beside(
                     .send(Handed::Rows(std::mem::replace(out, next)))
                     .map_err(|_| ())
             };
-            let end = logread::stream_as::<Views, ()>(&log_path, 0, |ev, line, at| {
+            let end = logread::stream_ahead::<Views, ()>(&log_path, 0, |ev, line, at| {
                 // Nothing is read back: `NothingElse` cannot fail.
                 let due = projector
                     .step(
