@@ -28,8 +28,10 @@ pub(super) struct Stmts<'c> {
     select_run: CachedStatement<'c>,
     select_problem: CachedStatement<'c>,
     upsert_task: CachedStatement<'c>,
+    upsert_tasks: CachedStatement<'c>,
     delete_task: CachedStatement<'c>,
     upsert_attempt: CachedStatement<'c>,
+    upsert_attempts: CachedStatement<'c>,
     upsert_run: CachedStatement<'c>,
     upsert_problem: CachedStatement<'c>,
     delete_problem: CachedStatement<'c>,
@@ -41,6 +43,10 @@ impl<'c> Stmts<'c> {
         Ok(Stmts {
             insert_event: conn.prepare_cached(&insert_events_sql(1))?,
             insert_events: conn.prepare_cached(&insert_events_sql(EVENTS_PER_INSERT))?,
+            upsert_task: conn.prepare_cached(&upsert_tasks_sql(1))?,
+            upsert_tasks: conn.prepare_cached(&upsert_tasks_sql(ROWS_PER_UPSERT))?,
+            upsert_attempt: conn.prepare_cached(&upsert_attempts_sql(1))?,
+            upsert_attempts: conn.prepare_cached(&upsert_attempts_sql(ROWS_PER_UPSERT))?,
             insert_cost: conn.prepare_cached(
                 "INSERT INTO costs (seq, ts, day, task_id, agent, model, attempt, cost_usd, input_tokens,
                  output_tokens, cache_creation_input_tokens, cache_read_input_tokens, num_turns)
@@ -56,15 +62,7 @@ impl<'c> Stmts<'c> {
             select_run: conn.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE run_id = ?1"))?,
             select_problem: conn
                 .prepare_cached(&format!("SELECT {PROBLEM_COLS} FROM problems WHERE path = ?1"))?,
-            upsert_task: conn.prepare_cached(&format!(
-                "INSERT OR REPLACE INTO tasks ({TASK_COLS}, priority_rank) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
-            ))?,
             delete_task: conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?,
-            upsert_attempt: conn.prepare_cached(&format!(
-                "INSERT OR REPLACE INTO attempts ({ATTEMPT_COLS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-            ))?,
             upsert_run: conn.prepare_cached(&format!(
                 "INSERT OR REPLACE INTO runs ({RUN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
             ))?,
@@ -74,6 +72,33 @@ impl<'c> Stmts<'c> {
             delete_problem: conn.prepare_cached("DELETE FROM problems WHERE path = ?1")?,
             update_last_seq: conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'last_seq'")?,
         })
+    }
+}
+
+impl<'c> Stmts<'c> {
+    /// The statement that writes one change of this kind.
+    fn for_one(&mut self, kind: Kind) -> &mut CachedStatement<'c> {
+        match kind {
+            Kind::Cost => &mut self.insert_cost,
+            Kind::RunTask => &mut self.insert_run_task,
+            Kind::Task => &mut self.upsert_task,
+            Kind::TaskGone => &mut self.delete_task,
+            Kind::Attempt => &mut self.upsert_attempt,
+            Kind::Run => &mut self.upsert_run,
+            Kind::Problem => &mut self.upsert_problem,
+            Kind::ProblemGone => &mut self.delete_problem,
+            Kind::LastSeq => &mut self.update_last_seq,
+        }
+    }
+
+    /// The statement that writes `ROWS_PER_UPSERT` changes of this kind at once, for the
+    /// kinds a rebuild writes by the hundred thousand.
+    fn for_rows(&mut self, kind: Kind) -> Option<&mut CachedStatement<'c>> {
+        match kind {
+            Kind::Task => Some(&mut self.upsert_tasks),
+            Kind::Attempt => Some(&mut self.upsert_attempts),
+            _ => None,
+        }
     }
 }
 
@@ -139,7 +164,7 @@ enum Param {
 }
 
 /// Which statement a change runs.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Cost,
     RunTask,
@@ -382,32 +407,45 @@ impl Outbox {
             self.bind_events(&mut st.insert_event, std::slice::from_ref(row))?;
             st.insert_event.raw_execute()?;
         }
-        for (i, change) in self.changes.iter().enumerate() {
-            let end = self
-                .changes
-                .get(i + 1)
-                .map_or(self.params.len(), |next| next.first);
-            let stmt = match change.kind {
-                Kind::Cost => &mut st.insert_cost,
-                Kind::RunTask => &mut st.insert_run_task,
-                Kind::Task => &mut st.upsert_task,
-                Kind::TaskGone => &mut st.delete_task,
-                Kind::Attempt => &mut st.upsert_attempt,
-                Kind::Run => &mut st.upsert_run,
-                Kind::Problem => &mut st.upsert_problem,
-                Kind::ProblemGone => &mut st.delete_problem,
-                Kind::LastSeq => &mut st.update_last_seq,
-            };
-            for (n, param) in self.params[change.first..end].iter().enumerate() {
-                match *param {
-                    Param::Null => stmt.raw_bind_parameter(n + 1, rusqlite::types::Null)?,
-                    Param::Int(v) => stmt.raw_bind_parameter(n + 1, v)?,
-                    Param::Real(v) => stmt.raw_bind_parameter(n + 1, v)?,
-                    Param::Text(start, len) => stmt.raw_bind_parameter(n + 1, self.text_at((start, len)))?,
+        let mut first = 0;
+        while first < self.changes.len() {
+            let kind = self.changes[first].kind;
+            let run = self.changes[first..]
+                .iter()
+                .take_while(|c| c.kind == kind)
+                .count();
+            let mut done = 0;
+            if let Some(stmt) = st.for_rows(kind) {
+                while run - done >= ROWS_PER_UPSERT {
+                    self.execute(stmt, first + done, ROWS_PER_UPSERT)?;
+                    done += ROWS_PER_UPSERT;
                 }
             }
-            stmt.raw_execute()?;
+            for one in first + done..first + run {
+                self.execute(st.for_one(kind), one, 1)?;
+            }
+            first += run;
         }
+        Ok(())
+    }
+
+    /// Run `stmt` with the parameters of `changes` changes from the `first`: consecutive
+    /// changes have consecutive parameters.
+    fn execute(&self, stmt: &mut CachedStatement, first: usize, changes: usize) -> rusqlite::Result<()> {
+        let start = self.changes[first].first;
+        let end = self
+            .changes
+            .get(first + changes)
+            .map_or(self.params.len(), |next| next.first);
+        for (n, param) in self.params[start..end].iter().enumerate() {
+            match *param {
+                Param::Null => stmt.raw_bind_parameter(n + 1, rusqlite::types::Null)?,
+                Param::Int(v) => stmt.raw_bind_parameter(n + 1, v)?,
+                Param::Real(v) => stmt.raw_bind_parameter(n + 1, v)?,
+                Param::Text(start, len) => stmt.raw_bind_parameter(n + 1, self.text_at((start, len)))?,
+            }
+        }
+        stmt.raw_execute()?;
         Ok(())
     }
 
@@ -445,10 +483,36 @@ pub(super) struct CostRow<'a> {
 /// reset) was over half of the cost of a six-column row.
 const EVENTS_PER_INSERT: usize = 64;
 
+/// Tasks or attempts rows one statement writes, for the same reason (a rebuild writes a row
+/// for each task and each attempt of the log).
+pub(super) const ROWS_PER_UPSERT: usize = 32;
+
+/// `rows` rows of `width` parameters each, for `VALUES`.
+fn rows_sql(width: usize, rows: usize) -> String {
+    let row = format!("({})", vec!["?"; width].join(", "));
+    vec![row; rows].join(", ")
+}
+
 fn insert_events_sql(rows: usize) -> String {
     format!(
         "INSERT INTO events (seq, task_id, event, offset, len, crc) VALUES {}",
-        vec!["(?, ?, ?, ?, ?, ?)"; rows].join(", ")
+        rows_sql(6, rows)
+    )
+}
+
+/// In the order of `TASK_COLS`, then `priority_rank` (`Outbox::task`).
+fn upsert_tasks_sql(rows: usize) -> String {
+    format!(
+        "INSERT OR REPLACE INTO tasks ({TASK_COLS}, priority_rank) VALUES {}",
+        rows_sql(19, rows)
+    )
+}
+
+/// In the order of `ATTEMPT_COLS` (`Outbox::attempt`).
+fn upsert_attempts_sql(rows: usize) -> String {
+    format!(
+        "INSERT OR REPLACE INTO attempts ({ATTEMPT_COLS}) VALUES {}",
+        rows_sql(12, rows)
     )
 }
 

@@ -443,3 +443,47 @@ fn a_projection_on_two_threads_writes_the_same_rows_however_it_cuts_and_commits(
         );
     }
 }
+
+#[test]
+fn rows_written_in_groups_equal_rows_written_one_at_a_time() {
+    // A rebuild writes tasks and attempts rows in groups (and a remainder one at a time);
+    // the daemon's small batches write each alone. Both must leave the same rows.
+    let make = || -> Vec<Event> {
+        let mut evs = Vec::new();
+        for i in 0..2 * tables::ROWS_PER_UPSERT + 5 {
+            let id = format!("t{i:03}");
+            let mut e = Event::task("task_assigned", &id);
+            e.to = Some("assigned".into());
+            e.op = Some("move".into());
+            e.path = Some(format!("work/collaboration/assigned/bot/{id}.yaml"));
+            evs.push(e.with_data("task", meta("bot", &format!("Task {i}"))));
+            let mut e = Event::task("task_started", &id);
+            e.attempt = Some(1);
+            e.to = Some("in_progress".into());
+            evs.push(e);
+            let mut e = Event::task("execution_complete", &id);
+            e.attempt = Some(1);
+            e.exit_code = Some(i as i32 % 3);
+            e.log_paths = Some(vec![format!("work/logs/{id}/1/stdout.log")]);
+            evs.push(e);
+        }
+        evs
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events.jsonl");
+    let mut journal = Journal::open(&log, |_| {}).unwrap().journal;
+    let db = dir.path().join("index.sqlite");
+    let (mut index, _) = Index::open(&db, &log).unwrap();
+    for batch in make().chunks_mut(2) {
+        let places = journal.append(batch).unwrap();
+        index.apply(batch, &places).unwrap();
+    }
+    index.close().unwrap();
+    let rebuilt = dir.path().join("rebuilt.sqlite");
+    let report = rebuild(&rebuilt, &log).unwrap();
+    assert_eq!(report.tasks, 2 * tables::ROWS_PER_UPSERT as u64 + 5);
+    assert_eq!(same(&db, &rebuilt), None);
+    let reader = Reader::open(&rebuilt, &log, false).unwrap();
+    let last = reader.attempts("t068").unwrap();
+    assert_eq!((last.len(), last[0].exit_code), (1, Some(2)));
+}
