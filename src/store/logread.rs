@@ -108,14 +108,12 @@ fn decode_as<'l, D: Decode>(
     offset: u64,
     bytes: &'l [u8],
 ) -> Result<(D::Out<'l>, &'l str), LogError> {
-    std::str::from_utf8(bytes)
-        .map_err(|_| event::DecodeError::Json("not UTF-8".into()))
-        .and_then(|text| Ok((D::decode(text)?, text)))
-        .map_err(|e| LogError::Corrupt {
-            path: path.to_path_buf(),
-            offset,
-            detail: e.to_string(),
-        })
+    decode_bytes::<D>(bytes).map_err(|e| corrupt(path, offset, e))
+}
+
+fn decode_bytes<D: Decode>(bytes: &[u8]) -> Result<(D::Out<'_>, &str), event::DecodeError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| event::DecodeError::Json("not UTF-8".into()))?;
+    Ok((D::decode(text)?, text))
 }
 
 /// Offset of the first newline at or after `from`, if the first `len` bytes have one.
@@ -206,9 +204,20 @@ fn open(path: &Path) -> Result<Option<(File, u64)>, LogError> {
 /// event, borrowed from the line).
 pub trait Decode {
     type Out<'l>;
-    /// Check the line's checksum and decode it.
-    fn decode(line: &str) -> Result<Self::Out<'_>, event::DecodeError>;
+    /// Decode a line whose checksum was verified (`verify`).
+    fn read(line: &str) -> Result<Self::Out<'_>, event::DecodeError>;
     fn seq(out: &Self::Out<'_>) -> u64;
+
+    /// Check the line's checksum.
+    fn verify(line: &str) -> Result<(), event::DecodeError> {
+        event::verified_crc(line).map(drop)
+    }
+
+    /// Check the line's checksum and decode it.
+    fn decode(line: &str) -> Result<Self::Out<'_>, event::DecodeError> {
+        Self::verify(line)?;
+        Self::read(line)
+    }
 }
 
 /// Lines decoded into `Event`s.
@@ -216,8 +225,8 @@ pub struct Events;
 
 impl Decode for Events {
     type Out<'l> = Event;
-    fn decode(line: &str) -> Result<Event, event::DecodeError> {
-        event::decode(line)
+    fn read(line: &str) -> Result<Event, event::DecodeError> {
+        event::parse(line)
     }
     fn seq(out: &Event) -> u64 {
         out.seq
@@ -236,53 +245,55 @@ pub fn stream<E>(
     stream_as::<Events, E>(path, after, f)
 }
 
+/// `stream_as`, the file read on a thread of its own, a few megabytes ahead, which also
+/// splits it into lines and checks their text and checksums: for a stream through a whole
+/// large log (an index rebuild) whose thread has more to do with each line than the other
+/// core has (a rebuild's projecting thread spent a tenth of its time reading, splitting and
+/// checking lines).
+pub fn stream_ahead<D: Decode + 'static, E>(
+    path: &Path,
+    after: u64,
+    mut f: impl for<'l> FnMut(D::Out<'l>, &'l str, u64) -> Result<(), E>,
+) -> Result<Result<StreamEnd, E>, LogError> {
+    let Some((file, len, mut end)) = open_after(path, after)? else {
+        return Ok(Ok(StreamEnd::default()));
+    };
+    let (to_reader, checked) = std::sync::mpsc::sync_channel(PIECES_AHEAD);
+    let (emptied, from_reader) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("log-read".into())
+        .spawn(move || read_ahead::<D>(file, &to_reader, &from_reader))
+        .map_err(io_err(path, "start a thread to read"))?;
+    for piece in checked {
+        let piece: Piece = piece.map_err(io_err(path, "read the event log"))?;
+        let mut start = 0;
+        for (stop, check) in &piece.lines {
+            let decoded = piece
+                .decode::<D>(start..stop - 1, check)
+                .map_err(|e| corrupt(path, end.offset, e));
+            match take_line::<D, E>(path, len, &mut end, stop - start, decoded, &mut f)? {
+                Taken::Next => start = *stop,
+                Taken::Torn => return Ok(Ok(end)),
+                Taken::Stopped(e) => return Ok(Err(e)),
+            }
+        }
+        // Only the last piece may end without a newline: a torn last line.
+        end.torn_bytes = (piece.len() - start) as u64;
+        let _ = emptied.send(piece);
+    }
+    Ok(Ok(end))
+}
+
 /// `stream`, each line decoded by `D`.
 pub fn stream_as<D: Decode, E>(
     path: &Path,
     after: u64,
-    f: impl for<'l> FnMut(D::Out<'l>, &'l str, u64) -> Result<(), E>,
-) -> Result<Result<StreamEnd, E>, LogError> {
-    stream_through::<D, E>(path, after, Reading::Here, f)
-}
-
-/// `stream_as`, the file read on a thread of its own, a few megabytes ahead: for a stream
-/// through a whole large log (an index rebuild) whose thread has more to do with each line
-/// than the other core has (a rebuild's reading thread spent a tenth of its time in `read`).
-pub fn stream_ahead<D: Decode, E>(
-    path: &Path,
-    after: u64,
-    f: impl for<'l> FnMut(D::Out<'l>, &'l str, u64) -> Result<(), E>,
-) -> Result<Result<StreamEnd, E>, LogError> {
-    stream_through::<D, E>(path, after, Reading::Ahead, f)
-}
-
-/// Where a stream's reads happen.
-enum Reading {
-    Here,
-    Ahead,
-}
-
-fn stream_through<D: Decode, E>(
-    path: &Path,
-    after: u64,
-    reading: Reading,
     mut f: impl for<'l> FnMut(D::Out<'l>, &'l str, u64) -> Result<(), E>,
 ) -> Result<Result<StreamEnd, E>, LogError> {
-    let Some((mut file, len)) = open(path)? else {
+    let Some((file, len, mut end)) = open_after(path, after)? else {
         return Ok(Ok(StreamEnd::default()));
     };
-    let start = offset_after(&file, path, after, len)?;
-    file.seek(SeekFrom::Start(start))
-        .map_err(io_err(path, "seek in the event log"))?;
-    let mut reader: Box<dyn BufRead> = match reading {
-        Reading::Here => Box::new(BufReader::with_capacity(READ_SIZE, file)),
-        Reading::Ahead => Box::new(ReadAhead::start(file).map_err(io_err(path, "start a thread to read"))?),
-    };
-    let mut end = StreamEnd {
-        last_seq: after,
-        offset: start,
-        ..StreamEnd::default()
-    };
+    let mut reader = BufReader::with_capacity(READ_SIZE, file);
     let mut buf = Vec::with_capacity(1024);
     loop {
         buf.clear();
@@ -296,120 +307,203 @@ fn stream_through<D: Decode, E>(
             end.torn_bytes = n as u64;
             break;
         }
-        let line = &buf[..n - 1];
-        let (ev, text) = match decode_as::<D>(path, end.offset, line) {
-            Ok(decoded) => decoded,
-            // A damaged last line without anything after it is torn, not corrupt.
-            Err(_) if end.offset + n as u64 >= len => {
-                end.torn_bytes = n as u64;
-                break;
-            }
-            Err(e) => return Err(e),
-        };
-        let seq = D::seq(&ev);
-        if seq <= end.last_seq {
-            return Err(LogError::Corrupt {
-                path: path.to_path_buf(),
-                offset: end.offset,
-                detail: format!("seq {seq} does not follow {}", end.last_seq),
-            });
-        }
-        let at = end.offset;
-        end.last_seq = seq;
-        end.events += 1;
-        end.offset += n as u64;
-        if let Err(e) = f(ev, text, at) {
-            return Ok(Err(e));
+        let decoded = decode_as::<D>(path, end.offset, &buf[..n - 1]);
+        match take_line::<D, E>(path, len, &mut end, n, decoded, &mut f)? {
+            Taken::Next => {}
+            Taken::Torn => break,
+            Taken::Stopped(e) => return Ok(Err(e)),
         }
     }
     Ok(Ok(end))
 }
 
+/// The log open and positioned at the first line after `after`, its length, and the end of a
+/// stream that has read nothing yet; `None` if there is no log.
+fn open_after(path: &Path, after: u64) -> Result<Option<(File, u64, StreamEnd)>, LogError> {
+    let Some((mut file, len)) = open(path)? else {
+        return Ok(None);
+    };
+    let start = offset_after(&file, path, after, len)?;
+    file.seek(SeekFrom::Start(start))
+        .map_err(io_err(path, "seek in the event log"))?;
+    let end = StreamEnd {
+        last_seq: after,
+        offset: start,
+        ..StreamEnd::default()
+    };
+    Ok(Some((file, len, end)))
+}
+
+/// What became of a line.
+enum Taken<E> {
+    /// Handed to the callback; on to the next.
+    Next,
+    /// A damaged last line: the stream ends before it.
+    Torn,
+    /// The callback failed.
+    Stopped(E),
+}
+
+/// Take the line of `n` bytes (its newline included) at `end.offset`, decoded (or not):
+/// check its seq, hand it to `f`, and move `end` past it.
+fn take_line<'l, D: Decode, E>(
+    path: &Path,
+    len: u64,
+    end: &mut StreamEnd,
+    n: usize,
+    decoded: Result<(D::Out<'l>, &'l str), LogError>,
+    f: &mut impl FnMut(D::Out<'l>, &'l str, u64) -> Result<(), E>,
+) -> Result<Taken<E>, LogError> {
+    let (ev, text) = match decoded {
+        Ok(decoded) => decoded,
+        // A damaged last line without anything after it is torn, not corrupt.
+        Err(_) if end.offset + n as u64 >= len => {
+            end.torn_bytes = n as u64;
+            return Ok(Taken::Torn);
+        }
+        Err(e) => return Err(e),
+    };
+    let seq = D::seq(&ev);
+    if seq <= end.last_seq {
+        return Err(LogError::Corrupt {
+            path: path.to_path_buf(),
+            offset: end.offset,
+            detail: format!("seq {seq} does not follow {}", end.last_seq),
+        });
+    }
+    let at = end.offset;
+    end.last_seq = seq;
+    end.events += 1;
+    end.offset += n as u64;
+    Ok(match f(ev, text, at) {
+        Ok(()) => Taken::Next,
+        Err(e) => Taken::Stopped(e),
+    })
+}
+
+fn corrupt(path: &Path, offset: u64, e: event::DecodeError) -> LogError {
+    LogError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        detail: e.to_string(),
+    }
+}
+
 /// Bytes read from the log at a time.
 const READ_SIZE: usize = 1 << 20;
 
-/// Reads read ahead (`READ_SIZE` each) that may wait to be consumed.
-const READS_AHEAD: usize = 4;
+/// Pieces (about `READ_SIZE` each) read ahead that may wait to be consumed.
+const PIECES_AHEAD: usize = 4;
 
-/// A file read from its current position to its end on a thread of its own, in reads of
-/// `READ_SIZE`; each buffer goes back to that thread once consumed. The thread ends at the
-/// end of the file, at an error (handed on), or when the `ReadAhead` is dropped.
-struct ReadAhead {
-    filled: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
-    emptied: std::sync::mpsc::Sender<Vec<u8>>,
-    current: Vec<u8>,
-    consumed: usize,
+/// Whole lines of the log read ahead (the last piece may end in a torn line): each line's
+/// end (after its newline) and whether its checksum holds. The text is checked as UTF-8 in
+/// one go; a piece that is not (a damaged line) keeps its bytes, and its lines are checked
+/// again one by one as they are decoded.
+struct Piece {
+    text: String,
+    bytes: Vec<u8>,
+    lines: Vec<LineEnd>,
 }
 
-impl ReadAhead {
-    fn start(mut file: File) -> io::Result<ReadAhead> {
-        let (to_reader, filled) = std::sync::mpsc::sync_channel(READS_AHEAD);
-        let (emptied, from_reader) = std::sync::mpsc::channel::<Vec<u8>>();
-        std::thread::Builder::new()
-            .name("log-read".into())
-            .spawn(move || {
-                loop {
-                    let mut buf = from_reader.try_recv().unwrap_or_default();
-                    buf.resize(READ_SIZE, 0);
-                    let read = fill(&mut file, &mut buf).map(|n| {
-                        buf.truncate(n);
-                        buf
-                    });
-                    let last = !matches!(&read, Ok(buf) if !buf.is_empty());
-                    if to_reader.send(read).is_err() || last {
-                        return;
-                    }
+/// Where a line of a piece ends (after its newline), and whether its checksum holds.
+type LineEnd = (usize, Result<(), event::DecodeError>);
+
+impl Piece {
+    /// The lines of `bytes`, checked by `D`.
+    fn of<D: Decode>(bytes: Vec<u8>, mut lines: Vec<LineEnd>) -> Piece {
+        lines.clear();
+        lines.extend(memchr::memchr_iter(b'\n', &bytes).map(|at| (at + 1, Ok(()))));
+        match String::from_utf8(bytes) {
+            Ok(text) => {
+                let mut start = 0;
+                for (stop, check) in &mut lines {
+                    *check = D::verify(&text[start..*stop - 1]);
+                    start = *stop;
                 }
-            })?;
-        Ok(ReadAhead {
-            filled,
-            emptied,
-            current: Vec::new(),
-            consumed: 0,
-        })
-    }
-}
-
-/// Read until `buf` is full or the file ends; how many bytes were read.
-fn fill(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(read) => n += read,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
-impl Read for ReadAhead {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(out.len());
-        out[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl BufRead for ReadAhead {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.consumed == self.current.len() {
-            // The thread is gone after the end of the file (or an error it handed on):
-            // nothing more to read.
-            if let Ok(next) = self.filled.recv() {
-                let used = std::mem::replace(&mut self.current, next?);
-                let _ = self.emptied.send(used);
-                self.consumed = 0;
+                Piece {
+                    text,
+                    bytes: Vec::new(),
+                    lines,
+                }
             }
+            Err(e) => Piece {
+                text: String::new(),
+                bytes: e.into_bytes(),
+                lines,
+            },
         }
-        Ok(&self.current[self.consumed..])
     }
 
-    fn consume(&mut self, n: usize) {
-        self.consumed += n;
+    fn len(&self) -> usize {
+        self.text.len() + self.bytes.len()
+    }
+
+    /// The line in `range` (without its newline), decoded.
+    fn decode<D: Decode>(
+        &self,
+        range: std::ops::Range<usize>,
+        check: &Result<(), event::DecodeError>,
+    ) -> Result<(D::Out<'_>, &str), event::DecodeError> {
+        if self.bytes.is_empty() {
+            let text = &self.text[range];
+            check.clone()?;
+            return Ok((D::read(text)?, text));
+        }
+        decode_bytes::<D>(&self.bytes[range])
+    }
+
+    /// Its memory, for the next piece.
+    fn into_parts(self) -> (Vec<u8>, Vec<LineEnd>) {
+        let mut bytes = if self.bytes.capacity() > 0 {
+            self.bytes
+        } else {
+            self.text.into_bytes()
+        };
+        bytes.clear();
+        (bytes, self.lines)
+    }
+}
+
+/// The read-ahead thread of `stream_ahead`: read the file from its current position to its
+/// end, cut it into pieces of whole lines, check them, and hand them on; pieces that come
+/// back are reused. Ends at the end of the file, at an error (handed on), or when nobody
+/// takes the pieces any more.
+fn read_ahead<D: Decode>(
+    mut file: File,
+    to_reader: &std::sync::mpsc::SyncSender<io::Result<Piece>>,
+    from_reader: &std::sync::mpsc::Receiver<Piece>,
+) {
+    let mut carried = Vec::new();
+    loop {
+        let (mut bytes, lines) = from_reader
+            .try_recv()
+            .map(Piece::into_parts)
+            .unwrap_or_else(|_| (Vec::with_capacity(2 * READ_SIZE), Vec::new()));
+        bytes.append(&mut carried);
+        let kept = bytes.len();
+        // Into the buffer's spare room, which it has for a read and a part line.
+        let read = match (&mut file).take(READ_SIZE as u64).read_to_end(&mut bytes) {
+            Ok(read) => read,
+            Err(e) => {
+                let _ = to_reader.send(Err(e));
+                return;
+            }
+        };
+        let at_end = read == 0;
+        if !at_end {
+            // A line that goes on past this read goes into the next piece.
+            match memchr::memrchr(b'\n', &bytes[kept..]) {
+                Some(at) => carried.extend_from_slice(&bytes[kept + at + 1..]),
+                None => {
+                    carried = bytes;
+                    continue;
+                }
+            }
+            bytes.truncate(bytes.len() - carried.len());
+        }
+        if to_reader.send(Ok(Piece::of::<D>(bytes, lines))).is_err() || at_end {
+            return;
+        }
     }
 }
 
@@ -591,37 +685,69 @@ mod tests {
         assert!(matches!(read_after(&path, 0), Err(LogError::Corrupt { .. })));
     }
 
-    /// Every line, its offset and the end, whether the file is read on the stream's thread
-    /// or ahead on another: across reads (the log is over three `READ_SIZE`s), from a seq in
-    /// the middle, up to a torn tail.
-    #[test]
-    fn a_stream_read_ahead_sees_what_one_read_here_sees() {
-        let (_d, path) = log_with(2_400);
-        assert!(std::fs::metadata(&path).unwrap().len() > 3 * READ_SIZE as u64);
-        let collect = |ahead: bool, after: u64| {
+    /// Each line's seq, length and offset, and how the stream ended.
+    type Streamed = (Vec<(u64, usize, u64)>, StreamEnd);
+
+    /// Every line, its offset and the end (or the error), whether the file is read on the
+    /// stream's thread or ahead on another.
+    fn read_both_ways(path: &Path, after: u64) -> [Result<Streamed, String>; 2] {
+        [false, true].map(|ahead| {
             let mut lines = Vec::new();
             let each = |ev: Event, line: &str, at: u64| {
                 lines.push((ev.seq, line.len(), at));
                 Ok::<(), ()>(())
             };
             let end = if ahead {
-                stream_ahead::<Events, ()>(&path, after, each)
+                stream_ahead::<Events, ()>(path, after, each)
             } else {
-                stream_as::<Events, ()>(&path, after, each)
+                stream_as::<Events, ()>(path, after, each)
             };
-            (lines, end.unwrap().unwrap())
-        };
-        for after in [0, 1_234] {
-            let (here, end) = collect(false, after);
-            assert_eq!(here.len() as u64, 2_400 - after);
-            assert_eq!(collect(true, after), (here, end));
-        }
+            end.map(|end| (lines, end.unwrap())).map_err(|e| e.to_string())
+        })
+    }
+
+    #[test]
+    fn a_stream_read_ahead_sees_what_one_read_here_sees() {
+        // Over three reads' worth, with a line longer than a read, from a seq in the middle.
+        let (_d, path) = log_with(2_400);
+        let mut j = Journal::open(&path, |_| {}).unwrap().journal;
+        let long = Event::task("task_received", "long")
+            .with_data("pad", serde_json::json!("y".repeat(READ_SIZE + 10)));
+        j.append(&mut [long, Event::new("rescan")]).unwrap();
         let full = std::fs::read(&path).unwrap();
-        std::fs::write(&path, &full[..full.len() - 3]).unwrap();
-        let (lines, end) = collect(true, 0);
-        assert_eq!((lines.len(), end.last_seq), (2_399, 2_399));
-        assert!(end.torn_bytes > 0);
-        assert_eq!(end.offset + end.torn_bytes, full.len() as u64 - 3);
+        assert!(full.len() > 3 * READ_SIZE);
+        for after in [0, 1_234, 2_401] {
+            let [here, ahead] = read_both_ways(&path, after);
+            assert_eq!(here.as_ref().unwrap().0.len() as u64, 2_402 - after);
+            assert_eq!(ahead, here, "after {after}");
+        }
+        // A torn last line; a damaged last line; a damaged line, or one not UTF-8, before
+        // others.
+        let last_line = full[..full.len() - 1].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+        let middle = full.len() / 2;
+        let damaged = |at: usize, byte: u8| {
+            let mut bytes = full.clone();
+            bytes[at] = byte;
+            bytes
+        };
+        for (case, bytes) in [
+            ("torn", full[..full.len() - 3].to_vec()),
+            ("damaged last", damaged(last_line + 30, b'#')),
+            ("damaged", damaged(middle, b'#')),
+            ("not UTF-8", damaged(middle, 0xff)),
+        ] {
+            std::fs::write(&path, &bytes).unwrap();
+            let [here, ahead] = read_both_ways(&path, 0);
+            assert_eq!(ahead, here, "{case}");
+            match case {
+                "torn" | "damaged last" => {
+                    let end = here.unwrap().1;
+                    assert_eq!((end.last_seq, end.offset), (2_401, last_line as u64), "{case}");
+                    assert_eq!(end.torn_bytes, (bytes.len() - last_line) as u64, "{case}");
+                }
+                _ => assert!(here.unwrap_err().contains("corrupt event"), "{case}"),
+            }
+        }
     }
 
     #[test]

@@ -659,7 +659,7 @@ impl Index {
                 });
             }
             // The event itself is projected, not its line read back: an event's view reads
-            // back from its line as it was (`EventView::decode`, tested), so a rebuild, which
+            // back from its line as it was (`Views::decode`, tested), so a rebuild, which
             // projects the decoded lines, writes the same rows.
             projector
                 .apply(&mut st, &mut out, &EventView::of(ev), at)

@@ -2,7 +2,7 @@
 //! an `Event` the daemon holds. A rebuild decodes a million lines, and decoding each into an
 //! `Event` (every member an owned string, `data` and `edits` maps of owned keys) was most of
 //! its reading thread; a view reads only the members the projection reads (`json::Reader`),
-//! borrowing their text from the line, and skips the rest. `EventView::decode(encode(e))`
+//! borrowing their text from the line, and skips the rest. `Views::decode(encode(e))`
 //! equals `EventView::of(e)` for every event (tested), so a rebuilt index equals the
 //! incrementally maintained one. A line an `Event` could not be decoded from (a member of the
 //! wrong type, a required one missing) is not decoded into a view either.
@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use super::json::{self, Kind, Number, Reader};
-use crate::event::{self, DecodeError, Event};
+use crate::event::{DecodeError, Event};
 
 type Text<'a> = Option<Cow<'a, str>>;
 
@@ -171,12 +171,6 @@ impl<'a> Loose<'a> {
 }
 
 impl<'a> EventView<'a> {
-    /// Check a line's checksum and decode what the projection reads of it.
-    pub fn decode(line: &'a str) -> Result<EventView<'a>, DecodeError> {
-        event::verified_crc(line)?;
-        EventView::read(line).map_err(|e| DecodeError::Json(e.to_string()))
-    }
-
     /// The view of a line's object: its members of ours read as `Event` types them (a
     /// text may be null), the others skipped.
     fn read(line: &'a str) -> json::Result<EventView<'a>> {
@@ -351,8 +345,8 @@ pub(super) struct Views;
 
 impl crate::store::logread::Decode for Views {
     type Out<'l> = EventView<'l>;
-    fn decode(line: &str) -> Result<EventView<'_>, DecodeError> {
-        EventView::decode(line)
+    fn read(line: &str) -> Result<EventView<'_>, DecodeError> {
+        EventView::read(line).map_err(|e| DecodeError::Json(e.to_string()))
     }
     fn seq(out: &EventView<'_>) -> u64 {
         out.seq
@@ -362,8 +356,9 @@ impl crate::store::logread::Decode for Views {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::encode;
     use crate::event::tests::{any_event, json_value};
+    use crate::event::{self, encode};
+    use crate::store::logread::Decode;
     use proptest::prelude::*;
 
     /// A `data` map using the names the projection reads, with values of any type.
@@ -423,7 +418,7 @@ mod tests {
             e.data = data;
             (e.agent, e.to, e.op, e.summary, e.duration_ms) = (agent, to, op, summary, duration_ms);
             let line = encode(&e);
-            prop_assert_eq!(EventView::decode(&line).unwrap(), EventView::of(&e));
+            prop_assert_eq!(Views::decode(&line).unwrap(), EventView::of(&e));
         }
     }
 
@@ -437,7 +432,7 @@ mod tests {
             ("input_tokens".to_string(), Value::from("many")),
         ]));
         let line = encode(&e);
-        let view = EventView::decode(&line).unwrap();
+        let view = Views::decode(&line).unwrap();
         assert_eq!(view, EventView::of(&e));
         assert_eq!(view.data.task, Some(TaskMeta::default()));
         assert_eq!(view.data.problem, Some(Loose::Other));
@@ -470,14 +465,14 @@ mod tests {
             let line = line_of(&format!("{{{members}}}"));
             assert!(event::decode(&line).is_err(), "an event from {line}");
             assert!(
-                matches!(EventView::decode(&line), Err(DecodeError::Json(_))),
+                matches!(Views::decode(&line), Err(DecodeError::Json(_))),
                 "a view from {line}"
             );
         }
         let fine = line_of(&format!(
             r#"{{{base},"seq":7,"task_id":null,"exit_code":-1,"attempt":null,"from":"x","data":null}}"#
         ));
-        let view = EventView::decode(&fine).unwrap();
+        let view = Views::decode(&fine).unwrap();
         assert_eq!(view, EventView::of(&event::decode(&fine).unwrap()));
         assert_eq!((view.seq, view.exit_code, view.task_id), (7, Some(-1), None));
     }
@@ -486,6 +481,6 @@ mod tests {
     fn a_damaged_line_is_refused() {
         let line = encode(&Event::task("task_assigned", "t"));
         let damaged = line.replacen("\"t\"", "\"u\"", 1);
-        assert_eq!(EventView::decode(&damaged), Err(DecodeError::ChecksumMismatch));
+        assert_eq!(Views::decode(&damaged), Err(DecodeError::ChecksumMismatch));
     }
 }
