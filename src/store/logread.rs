@@ -99,18 +99,12 @@ fn quick_seq(line: &[u8]) -> Option<u64> {
 }
 
 fn decode_line(path: &Path, offset: u64, bytes: &[u8]) -> Result<Event, LogError> {
-    decode_as::<Events>(path, offset, bytes).map(|(ev, _)| ev)
+    decode_bytes::<Events>(bytes)
+        .map(|(ev, _)| ev)
+        .map_err(|e| corrupt(path, offset, e))
 }
 
 /// A line decoded by `D`, with its text.
-fn decode_as<'l, D: Decode>(
-    path: &Path,
-    offset: u64,
-    bytes: &'l [u8],
-) -> Result<(D::Out<'l>, &'l str), LogError> {
-    decode_bytes::<D>(bytes).map_err(|e| corrupt(path, offset, e))
-}
-
 fn decode_bytes<D: Decode>(bytes: &[u8]) -> Result<(D::Out<'_>, &str), event::DecodeError> {
     let text = std::str::from_utf8(bytes).map_err(|_| event::DecodeError::Json("not UTF-8".into()))?;
     Ok((D::decode(text)?, text))
@@ -245,76 +239,54 @@ pub fn stream<E>(
     stream_as::<Events, E>(path, after, f)
 }
 
-/// `stream_as`, the file read on a thread of its own, a few megabytes ahead, which also
-/// splits it into lines and checks their text and checksums: for a stream through a whole
-/// large log (an index rebuild) whose thread has more to do with each line than the other
-/// core has (a rebuild's projecting thread spent a tenth of its time reading, splitting and
-/// checking lines).
-pub fn stream_ahead<D: Decode + 'static, E>(
-    path: &Path,
-    after: u64,
-    mut f: impl for<'l> FnMut(D::Out<'l>, &'l str, u64) -> Result<(), E>,
-) -> Result<Result<StreamEnd, E>, LogError> {
-    let Some((file, len, mut end)) = open_after(path, after)? else {
-        return Ok(Ok(StreamEnd::default()));
-    };
-    let (to_reader, checked) = std::sync::mpsc::sync_channel(PIECES_AHEAD);
-    let (emptied, from_reader) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("log-read".into())
-        .spawn(move || read_ahead::<D>(file, &to_reader, &from_reader))
-        .map_err(io_err(path, "start a thread to read"))?;
-    for piece in checked {
-        let piece: Piece = piece.map_err(io_err(path, "read the event log"))?;
-        let mut start = 0;
-        for (stop, check) in &piece.lines {
-            let decoded = piece
-                .decode::<D>(start..stop - 1, check)
-                .map_err(|e| corrupt(path, end.offset, e));
-            match take_line::<D, E>(path, len, &mut end, stop - start, decoded, &mut f)? {
-                Taken::Next => start = *stop,
-                Taken::Torn => return Ok(Ok(end)),
-                Taken::Stopped(e) => return Ok(Err(e)),
-            }
-        }
-        // Only the last piece may end without a newline: a torn last line.
-        end.torn_bytes = (piece.len() - start) as u64;
-        let _ = emptied.send(piece);
-    }
-    Ok(Ok(end))
-}
-
 /// `stream`, each line decoded by `D`.
 pub fn stream_as<D: Decode, E>(
     path: &Path,
     after: u64,
-    mut f: impl for<'l> FnMut(D::Out<'l>, &'l str, u64) -> Result<(), E>,
+    f: impl for<'l> FnMut(D::Out<'l>, &'l str, u64) -> Result<(), E>,
 ) -> Result<Result<StreamEnd, E>, LogError> {
-    let Some((file, len, mut end)) = open_after(path, after)? else {
+    let Some((file, len, end)) = open_after(path, after)? else {
         return Ok(Ok(StreamEnd::default()));
     };
-    let mut reader = BufReader::with_capacity(READ_SIZE, file);
-    let mut buf = Vec::with_capacity(1024);
-    loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(io_err(path, "read the event log"))?;
-        if n == 0 {
-            break;
+    let mut pieces = Pieces::new(file);
+    stream_pieces::<D, E>(path, len, end, |used| pieces.next::<D>(used), f)
+}
+
+/// `stream_as`, the pieces read and checked on a thread of its own, a few megabytes ahead:
+/// for a stream through a whole large log (an index rebuild) whose thread has more to do
+/// with each line than the other core has (a rebuild's projecting thread spent a tenth of
+/// its time reading, cutting and checking lines).
+pub fn stream_ahead<D: Decode + 'static, E>(
+    path: &Path,
+    after: u64,
+    f: impl for<'l> FnMut(D::Out<'l>, &'l str, u64) -> Result<(), E>,
+) -> Result<Result<StreamEnd, E>, LogError> {
+    let Some((file, len, end)) = open_after(path, after)? else {
+        return Ok(Ok(StreamEnd::default()));
+    };
+    let (to_reader, checked) = std::sync::mpsc::sync_channel(PIECES_AHEAD);
+    let (emptied, from_reader) = std::sync::mpsc::channel();
+    // Ends at the end of the file, after an error it handed on, or once nobody takes its
+    // pieces; pieces that come back are read into again.
+    let read_ahead = move || {
+        let mut pieces = Pieces::new(file);
+        while let Some(piece) = pieces.next::<D>(from_reader.try_recv().ok()) {
+            if to_reader.send(piece).is_err() {
+                return;
+            }
         }
-        if buf.last() != Some(&b'\n') {
-            end.torn_bytes = n as u64;
-            break;
+    };
+    std::thread::Builder::new()
+        .name("log-read".into())
+        .spawn(read_ahead)
+        .map_err(io_err(path, "start a thread to read"))?;
+    let next = |used: Option<Piece>| {
+        if let Some(used) = used {
+            let _ = emptied.send(used);
         }
-        let decoded = decode_as::<D>(path, end.offset, &buf[..n - 1]);
-        match take_line::<D, E>(path, len, &mut end, n, decoded, &mut f)? {
-            Taken::Next => {}
-            Taken::Torn => break,
-            Taken::Stopped(e) => return Ok(Err(e)),
-        }
-    }
-    Ok(Ok(end))
+        checked.recv().ok()
+    };
+    stream_pieces::<D, E>(path, len, end, next, f)
 }
 
 /// The log open and positioned at the first line after `after`, its length, and the end of a
@@ -334,51 +306,52 @@ fn open_after(path: &Path, after: u64) -> Result<Option<(File, u64, StreamEnd)>,
     Ok(Some((file, len, end)))
 }
 
-/// What became of a line.
-enum Taken<E> {
-    /// Handed to the callback; on to the next.
-    Next,
-    /// A damaged last line: the stream ends before it.
-    Torn,
-    /// The callback failed.
-    Stopped(E),
-}
-
-/// Take the line of `n` bytes (its newline included) at `end.offset`, decoded (or not):
-/// check its seq, hand it to `f`, and move `end` past it.
-fn take_line<'l, D: Decode, E>(
+/// Hand every line of the pieces `next` gives (handing it back each piece used) to `f`,
+/// from `end` on, in a log of `len` bytes when it was opened.
+fn stream_pieces<D: Decode, E>(
     path: &Path,
     len: u64,
-    end: &mut StreamEnd,
-    n: usize,
-    decoded: Result<(D::Out<'l>, &'l str), LogError>,
-    f: &mut impl FnMut(D::Out<'l>, &'l str, u64) -> Result<(), E>,
-) -> Result<Taken<E>, LogError> {
-    let (ev, text) = match decoded {
-        Ok(decoded) => decoded,
-        // A damaged last line without anything after it is torn, not corrupt.
-        Err(_) if end.offset + n as u64 >= len => {
-            end.torn_bytes = n as u64;
-            return Ok(Taken::Torn);
+    mut end: StreamEnd,
+    mut next: impl FnMut(Option<Piece>) -> Option<io::Result<Piece>>,
+    mut f: impl for<'l> FnMut(D::Out<'l>, &'l str, u64) -> Result<(), E>,
+) -> Result<Result<StreamEnd, E>, LogError> {
+    let mut used = None;
+    while let Some(piece) = next(used.take()) {
+        let piece = piece.map_err(io_err(path, "read the event log"))?;
+        let mut start = 0;
+        for (stop, check) in &piece.lines {
+            let n = stop - start;
+            let (ev, text) = match piece.decode::<D>(start..stop - 1, check) {
+                Ok(decoded) => decoded,
+                // A damaged last line without anything after it is torn, not corrupt.
+                Err(_) if end.offset + n as u64 >= len => {
+                    end.torn_bytes = n as u64;
+                    return Ok(Ok(end));
+                }
+                Err(e) => return Err(corrupt(path, end.offset, e)),
+            };
+            let seq = D::seq(&ev);
+            if seq <= end.last_seq {
+                return Err(LogError::Corrupt {
+                    path: path.to_path_buf(),
+                    offset: end.offset,
+                    detail: format!("seq {seq} does not follow {}", end.last_seq),
+                });
+            }
+            let at = end.offset;
+            end.last_seq = seq;
+            end.events += 1;
+            end.offset += n as u64;
+            if let Err(e) = f(ev, text, at) {
+                return Ok(Err(e));
+            }
+            start = *stop;
         }
-        Err(e) => return Err(e),
-    };
-    let seq = D::seq(&ev);
-    if seq <= end.last_seq {
-        return Err(LogError::Corrupt {
-            path: path.to_path_buf(),
-            offset: end.offset,
-            detail: format!("seq {seq} does not follow {}", end.last_seq),
-        });
+        // Only the last piece may end without a newline: a torn last line.
+        end.torn_bytes = (piece.len() - start) as u64;
+        used = Some(piece);
     }
-    let at = end.offset;
-    end.last_seq = seq;
-    end.events += 1;
-    end.offset += n as u64;
-    Ok(match f(ev, text, at) {
-        Ok(()) => Taken::Next,
-        Err(e) => Taken::Stopped(e),
-    })
+    Ok(Ok(end))
 }
 
 fn corrupt(path: &Path, offset: u64, e: event::DecodeError) -> LogError {
@@ -395,17 +368,76 @@ const READ_SIZE: usize = 1 << 20;
 /// Pieces (about `READ_SIZE` each) read ahead that may wait to be consumed.
 const PIECES_AHEAD: usize = 4;
 
-/// Whole lines of the log read ahead (the last piece may end in a torn line): each line's
-/// end (after its newline) and whether its checksum holds. The text is checked as UTF-8 in
-/// one go; a piece that is not (a damaged line) keeps its bytes, and its lines are checked
-/// again one by one as they are decoded.
+/// A file read from its current position in pieces of whole lines.
+struct Pieces {
+    file: File,
+    /// The start of a line that went on past the last read.
+    carried: Vec<u8>,
+    ended: bool,
+}
+
+impl Pieces {
+    fn new(file: File) -> Pieces {
+        Pieces {
+            file,
+            carried: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// The next piece, checked by `D`, in the memory of `used` if given; at the end of the
+    /// file, what is left of it (a torn line, or nothing); then `None`.
+    fn next<D: Decode>(&mut self, used: Option<Piece>) -> Option<io::Result<Piece>> {
+        if self.ended {
+            return None;
+        }
+        let (mut bytes, lines) = used.map_or_else(
+            || (Vec::with_capacity(2 * READ_SIZE), Vec::new()),
+            Piece::into_parts,
+        );
+        bytes.append(&mut self.carried);
+        loop {
+            let kept = bytes.len();
+            // Into the buffer's spare room, which it has for a read and a part line.
+            match (&mut self.file).take(READ_SIZE as u64).read_to_end(&mut bytes) {
+                Ok(0) => {
+                    self.ended = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.ended = true;
+                    return Some(Err(e));
+                }
+            }
+            // A line that goes on past this read goes into the next piece; a line longer
+            // than a read is read on.
+            if let Some(at) = memchr::memrchr(b'\n', &bytes[kept..]) {
+                self.carried.extend_from_slice(&bytes[kept + at + 1..]);
+                bytes.truncate(kept + at + 1);
+                break;
+            }
+        }
+        Some(Ok(Piece::of::<D>(bytes, lines)))
+    }
+}
+
+/// Whole lines of the log (the last piece may end in a torn line), and where each ends
+/// (after its newline) with whether its checksum holds.
 struct Piece {
-    text: String,
-    bytes: Vec<u8>,
+    content: Content,
     lines: Vec<LineEnd>,
 }
 
-/// Where a line of a piece ends (after its newline), and whether its checksum holds.
+/// A piece's bytes: checked as UTF-8 in one go, or, if they are not (a damaged line), left
+/// as they are, their lines checked one by one as they are decoded.
+enum Content {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+/// Where a line of a piece ends (after its newline), and whether its checksum holds (always
+/// `Ok` in `Content::Bytes`, which is checked as it is decoded).
 type LineEnd = (usize, Result<(), event::DecodeError>);
 
 impl Piece {
@@ -413,29 +445,25 @@ impl Piece {
     fn of<D: Decode>(bytes: Vec<u8>, mut lines: Vec<LineEnd>) -> Piece {
         lines.clear();
         lines.extend(memchr::memchr_iter(b'\n', &bytes).map(|at| (at + 1, Ok(()))));
-        match String::from_utf8(bytes) {
+        let content = match String::from_utf8(bytes) {
             Ok(text) => {
                 let mut start = 0;
                 for (stop, check) in &mut lines {
                     *check = D::verify(&text[start..*stop - 1]);
                     start = *stop;
                 }
-                Piece {
-                    text,
-                    bytes: Vec::new(),
-                    lines,
-                }
+                Content::Text(text)
             }
-            Err(e) => Piece {
-                text: String::new(),
-                bytes: e.into_bytes(),
-                lines,
-            },
-        }
+            Err(e) => Content::Bytes(e.into_bytes()),
+        };
+        Piece { content, lines }
     }
 
     fn len(&self) -> usize {
-        self.text.len() + self.bytes.len()
+        match &self.content {
+            Content::Text(text) => text.len(),
+            Content::Bytes(bytes) => bytes.len(),
+        }
     }
 
     /// The line in `range` (without its newline), decoded.
@@ -444,66 +472,24 @@ impl Piece {
         range: std::ops::Range<usize>,
         check: &Result<(), event::DecodeError>,
     ) -> Result<(D::Out<'_>, &str), event::DecodeError> {
-        if self.bytes.is_empty() {
-            let text = &self.text[range];
-            check.clone()?;
-            return Ok((D::read(text)?, text));
+        match &self.content {
+            Content::Text(text) => {
+                let text = &text[range];
+                check.clone()?;
+                Ok((D::read(text)?, text))
+            }
+            Content::Bytes(bytes) => decode_bytes::<D>(&bytes[range]),
         }
-        decode_bytes::<D>(&self.bytes[range])
     }
 
     /// Its memory, for the next piece.
     fn into_parts(self) -> (Vec<u8>, Vec<LineEnd>) {
-        let mut bytes = if self.bytes.capacity() > 0 {
-            self.bytes
-        } else {
-            self.text.into_bytes()
+        let mut bytes = match self.content {
+            Content::Text(text) => text.into_bytes(),
+            Content::Bytes(bytes) => bytes,
         };
         bytes.clear();
         (bytes, self.lines)
-    }
-}
-
-/// The read-ahead thread of `stream_ahead`: read the file from its current position to its
-/// end, cut it into pieces of whole lines, check them, and hand them on; pieces that come
-/// back are reused. Ends at the end of the file, at an error (handed on), or when nobody
-/// takes the pieces any more.
-fn read_ahead<D: Decode>(
-    mut file: File,
-    to_reader: &std::sync::mpsc::SyncSender<io::Result<Piece>>,
-    from_reader: &std::sync::mpsc::Receiver<Piece>,
-) {
-    let mut carried = Vec::new();
-    loop {
-        let (mut bytes, lines) = from_reader
-            .try_recv()
-            .map(Piece::into_parts)
-            .unwrap_or_else(|_| (Vec::with_capacity(2 * READ_SIZE), Vec::new()));
-        bytes.append(&mut carried);
-        let kept = bytes.len();
-        // Into the buffer's spare room, which it has for a read and a part line.
-        let read = match (&mut file).take(READ_SIZE as u64).read_to_end(&mut bytes) {
-            Ok(read) => read,
-            Err(e) => {
-                let _ = to_reader.send(Err(e));
-                return;
-            }
-        };
-        let at_end = read == 0;
-        if !at_end {
-            // A line that goes on past this read goes into the next piece.
-            match memchr::memrchr(b'\n', &bytes[kept..]) {
-                Some(at) => carried.extend_from_slice(&bytes[kept + at + 1..]),
-                None => {
-                    carried = bytes;
-                    continue;
-                }
-            }
-            bytes.truncate(bytes.len() - carried.len());
-        }
-        if to_reader.send(Ok(Piece::of::<D>(bytes, lines))).is_err() || at_end {
-            return;
-        }
     }
 }
 
