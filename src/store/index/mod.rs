@@ -309,7 +309,7 @@ fn project_beside(
 pub fn connect(target: impl AsRef<Path>, flags: OpenFlags) -> rusqlite::Result<Connection> {
     configure_sqlite();
     let conn = Connection::open_with_flags(target, flags)?;
-    // Room for every statement the projection (`project::Stmts`) and the queries prepare.
+    // Room for every statement the projection (`tables::Stmts`) and the queries prepare.
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }

@@ -73,9 +73,7 @@ impl<'c> Stmts<'c> {
             update_last_seq: conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'last_seq'")?,
         })
     }
-}
 
-impl<'c> Stmts<'c> {
     /// The statement that writes one change of this kind.
     fn for_one(&mut self, kind: Kind) -> &mut CachedStatement<'c> {
         match kind {
